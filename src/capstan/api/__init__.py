@@ -1,0 +1,1 @@
+"""Plumbing shared by every `/api` router: errors as problem+json, auth, pagination."""

@@ -1,0 +1,68 @@
+"""Builds the ASGI app: services, background tasks, routers, error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+
+from capstan import __version__
+from capstan.api import health
+from capstan.api.auth import LOCAL_PRINCIPAL, current_principal
+from capstan.api.problems import install_problem_handlers
+from capstan.config import Settings, load_settings
+from capstan.governance.audit import api as audit_api
+from capstan.governance.secrets import api as secrets_api
+from capstan.identity import api as identity_api
+from capstan.identity.config_version import ConfigWatcher
+from capstan.identity.principal import Principal
+from capstan.services import Services
+
+
+def build_app(
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    local_principal: Principal | None = None,
+) -> FastAPI:
+    """The whole HTTP surface. `local_principal` is for the CLI's in-process mode, where whoever
+    can read `$CAPSTAN_HOME` already holds every secret and acts as a local administrator."""
+    services = services or Services.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        watcher = ConfigWatcher(
+            services.versions, services.authenticator.clear, settings.config_poll_interval
+        )
+        await watcher.start()
+        try:
+            yield
+        finally:
+            await watcher.stop()
+            services.close()
+
+    app = FastAPI(
+        title="Capstan control API",
+        version=__version__,
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    setattr(app.state, LOCAL_PRINCIPAL, local_principal)
+    install_problem_handlers(app)
+
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(current_principal)])
+    api.include_router(identity_api.router)
+    api.include_router(audit_api.router)
+    api.include_router(secrets_api.router)
+    app.include_router(api)
+    app.include_router(health.router)
+    return app
+
+
+def create_app() -> FastAPI:
+    """Factory for `uvicorn --factory` (each worker builds its own app from the environment)."""
+    return build_app(load_settings())

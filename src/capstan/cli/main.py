@@ -1,0 +1,72 @@
+"""The `capstan` entry point: wires the command groups and turns every failure into one line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from sqlalchemy.exc import SQLAlchemyError
+
+from capstan.cli import audit, identity, server
+from capstan.cli import secrets as secrets_cli
+from capstan.cli.output import CliError, errors
+from capstan.errors import CapstanError
+
+app = typer.Typer(
+    name="capstan",
+    help="Capstan: one control plane for every AI model a company runs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("init")(server.init)
+app.command("serve")(server.serve)
+app.command("demo")(server.demo)
+app.add_typer(identity.departments, name="departments")
+app.add_typer(identity.teams, name="teams")
+app.add_typer(identity.projects, name="projects")
+app.add_typer(identity.users, name="users")
+app.add_typer(identity.keys, name="keys")
+app.add_typer(audit.app, name="audit")
+app.add_typer(secrets_cli.app, name="secrets")
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI; bad arguments and failed calls print one line on stderr, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="capstan", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        errors.print("error: aborted")
+        return 130
+    except click.ClickException as exc:
+        errors.print(f"error: {exc.format_message()}", markup=False)
+        return exc.exit_code
+    except CliError as exc:
+        errors.print(f"error: {exc.message}", markup=False)
+        return exc.code
+    except CapstanError as exc:
+        errors.print(f"error: {exc.detail}", markup=False)
+        return 1
+    except SQLAlchemyError as exc:
+        errors.print(
+            f"error: database: {type(exc).__name__}: {str(exc).splitlines()[0]}", markup=False
+        )
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the last line of defence: still one line, no traceback
+        errors.print(f"error: {type(exc).__name__}: {exc}", markup=False)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Who may do what: the organization tree, users, API keys, roles and scopes."""

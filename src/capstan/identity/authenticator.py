@@ -1,0 +1,89 @@
+"""From a presented key to a `Principal`, without touching the database on the hot path.
+
+Lookups are cached by key hash (misses too, so a flood of wrong keys cannot hammer the
+database); the whole cache is dropped whenever the config version moves. Expiry is checked on
+every call against the cached expiry, so an expired key fails on time without a lookup.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import select
+
+from capstan.clock import utcnow
+from capstan.errors import Unauthenticated
+from capstan.identity.key_material import hash_key
+from capstan.identity.principal import Principal
+from capstan.identity.roles import Role
+from capstan.identity.scope import ScopePath
+from capstan.store.engine import Store
+from capstan.store.schema import ApiKey
+
+CACHE_SIZE = 10_000
+
+
+class _Revoked:
+    """Cached marker for a key that exists but was revoked."""
+
+
+_REVOKED = _Revoked()
+
+
+class Authenticator:
+    def __init__(
+        self, store: Store, *, clock: Callable[[], datetime] = utcnow, size: int = CACHE_SIZE
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.size = size
+        self._cache: OrderedDict[str, Principal | _Revoked | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def authenticate(self, presented: str | None) -> Principal:
+        if not presented:
+            raise Unauthenticated("an API key is required (Authorization: Bearer cap_…)")
+        digest = hash_key(presented)
+        with self._lock:
+            found = self._cache.get(digest, _MISSING)
+            if found is not _MISSING:
+                self._cache.move_to_end(digest)
+        if found is _MISSING:
+            found = self._lookup(digest)
+            with self._lock:
+                self._cache[digest] = found
+                if len(self._cache) > self.size:
+                    self._cache.popitem(last=False)
+        if found is None:
+            raise Unauthenticated("unknown API key")
+        if isinstance(found, _Revoked):
+            raise Unauthenticated("this API key was revoked")
+        assert isinstance(found, Principal)
+        if found.expires_at is not None and found.expires_at <= self.clock():
+            raise Unauthenticated("this API key has expired")
+        return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def _lookup(self, digest: str) -> Principal | _Revoked | None:
+        with self.store.read() as session:
+            key = session.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).one_or_none()
+        if key is None:
+            return None
+        if key.revoked_at is not None:
+            return _REVOKED
+        return Principal(
+            actor=f"key:{key.id}",
+            role=Role(key.role),
+            scope=ScopePath(key.org_id, key.department_id, key.team_id, key.project_id),
+            key_id=key.id,
+            expires_at=key.expires_at,
+        )
+
+
+_MISSING = object()

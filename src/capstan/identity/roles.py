@@ -1,0 +1,65 @@
+"""Roles and what each may do: one table, read by the single authorization dependency.
+
+Segregation of duties is built into the table: the `approver` who signs off promotions cannot
+manage keys or the organization, the `analyst` who reads spend, audit and logged payloads cannot
+change anything, and a `service` key can only call models.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    APPROVER = "approver"
+    DEVELOPER = "developer"
+    ANALYST = "analyst"
+    SERVICE = "service"
+
+
+class Permission(StrEnum):
+    ORG_READ = "org:read"
+    ORG_WRITE = "org:write"
+    USERS_READ = "users:read"
+    USERS_WRITE = "users:write"
+    KEYS_MANAGE = "keys:manage"
+    AUDIT_READ = "audit:read"
+    SECRETS_READ = "secrets:read"
+    SECRETS_WRITE = "secrets:write"
+    MODELS_INVOKE = "models:invoke"
+    PAYLOADS_READ = "payloads:read"
+    APPROVE = "approve"
+
+
+_READ_ORG = {Permission.ORG_READ, Permission.MODELS_INVOKE}
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ADMIN: frozenset(
+        {
+            *_READ_ORG,
+            Permission.ORG_WRITE,
+            Permission.USERS_READ,
+            Permission.USERS_WRITE,
+            Permission.KEYS_MANAGE,
+            Permission.AUDIT_READ,
+            Permission.SECRETS_READ,
+            Permission.SECRETS_WRITE,
+        }
+    ),
+    Role.APPROVER: frozenset({*_READ_ORG, Permission.APPROVE}),
+    Role.DEVELOPER: frozenset({*_READ_ORG, Permission.SECRETS_READ}),
+    Role.ANALYST: frozenset(
+        {
+            *_READ_ORG,
+            Permission.USERS_READ,
+            Permission.AUDIT_READ,
+            Permission.PAYLOADS_READ,
+        }
+    ),
+    Role.SERVICE: frozenset({Permission.MODELS_INVOKE}),
+}
+
+
+def role_can(role: Role, permission: Permission) -> bool:
+    return permission in ROLE_PERMISSIONS[role]

@@ -1,0 +1,56 @@
+"""The objects one Capstan process runs on, built once from settings and passed explicitly.
+
+Nothing lives in module globals: the HTTP app, the CLI and the tests each build a `Services`
+and hand it to what needs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from capstan.config import Settings
+from capstan.governance.audit import AuditLog
+from capstan.governance.secrets.keyring import MasterKeyring
+from capstan.governance.secrets.vault import SecretVault
+from capstan.identity.api_keys import ApiKeys
+from capstan.identity.authenticator import Authenticator
+from capstan.identity.changes import ChangeRecorder
+from capstan.identity.config_version import ConfigVersions
+from capstan.identity.directory import Directory
+from capstan.store import Store, create_store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    audit: AuditLog
+    versions: ConfigVersions
+    changes: ChangeRecorder
+    directory: Directory
+    keys: ApiKeys
+    authenticator: Authenticator
+    vault: SecretVault
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        store = create_store(settings.resolved_database_url, pool_size=settings.db_pool_size)
+        audit = AuditLog(store)
+        versions = ConfigVersions(store, settings.redis_url)
+        changes = ChangeRecorder(audit, versions)
+        directory = Directory(store, changes)
+        return cls(
+            settings=settings,
+            store=store,
+            audit=audit,
+            versions=versions,
+            changes=changes,
+            directory=directory,
+            keys=ApiKeys(store, directory, changes),
+            authenticator=Authenticator(store),
+            vault=SecretVault(store, changes, MasterKeyring.load(settings)),
+        )
+
+    def close(self) -> None:
+        self.versions.close()
+        self.store.dispose()

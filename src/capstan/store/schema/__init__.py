@@ -1,0 +1,27 @@
+"""All tables, one module per aggregate; importing this package registers them on `Base`."""
+
+from capstan.store.schema.audit import AuditEntry
+from capstan.store.schema.base import Base
+from capstan.store.schema.identity import (
+    ApiKey,
+    ConfigState,
+    Department,
+    Organization,
+    Project,
+    Team,
+    User,
+)
+from capstan.store.schema.secrets import StoredSecret
+
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "Base",
+    "ConfigState",
+    "Department",
+    "Organization",
+    "Project",
+    "StoredSecret",
+    "Team",
+    "User",
+]
