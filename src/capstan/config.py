@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     config_poll_interval: float = Field(
-        default=0.25, gt=0, le=1.0, description="Seconds between config-version checks."
+        default=0.25, gt=0, le=60.0, description="Seconds between config-version checks."
     )
     db_pool_size: int = Field(default=10, ge=1, le=200)
 

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 import httpx
-from starlette.testclient import TestClient
 
+from capstan.cli.in_process import in_process_client
 from capstan.cli.output import CliError
 from capstan.config import load_settings
 from capstan.identity.principal import Principal
@@ -118,7 +118,5 @@ def local_app() -> Iterator[httpx.Client]:
         app = build_app(
             services.settings, services=services, local_principal=local_principal(services)
         )
-        with TestClient(
-            app, base_url="http://capstan.local", raise_server_exceptions=False
-        ) as http:
+        with in_process_client(app) as http:
             yield http

@@ -37,14 +37,15 @@ def run(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="capstan", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
         errors.print("error: aborted")
         return 130
-    except click.ClickException as exc:
-        errors.print(f"error: {exc.format_message()}", markup=False)
-        return exc.exit_code
+    except (typer.TyperException, click.ClickException) as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        errors.print(f"error: {message}", markup=False)
+        return int(getattr(exc, "exit_code", 2))
     except CliError as exc:
         errors.print(f"error: {exc.message}", markup=False)
         return exc.code

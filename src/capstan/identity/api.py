@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from capstan.api.auth import authorize, current_principal, services_of
+from capstan.api.auth import authorize, services_of
 from capstan.api.pagination import Page, PageParams, page_of, page_params
 from capstan.identity.api_keys import IssuedKey, KeyRequest
 from capstan.identity.principal import Principal
@@ -83,52 +83,55 @@ class UserOut(View):
 
 Svc = Annotated[Services, Depends(services_of)]
 Paging = Annotated[PageParams, Depends(page_params)]
-Caller = Annotated[Principal, Depends(current_principal)]
+OrgReader = Annotated[Principal, Depends(authorize(Permission.ORG_READ))]
+OrgWriter = Annotated[Principal, Depends(authorize(Permission.ORG_WRITE))]
+UserReader = Annotated[Principal, Depends(authorize(Permission.USERS_READ))]
+UserWriter = Annotated[Principal, Depends(authorize(Permission.USERS_WRITE))]
 
 
 @router.post("/departments", status_code=201, response_model=DepartmentOut, tags=["organization"])
-def create_department(body: DepartmentIn, svc: Svc, who: Caller) -> Any:
+def create_department(body: DepartmentIn, svc: Svc, who: OrgWriter) -> Any:
     return svc.directory.create_department(who, body.name)
 
 
 @router.get("/departments", response_model=Page[DepartmentOut], tags=["organization"])
-def list_departments(svc: Svc, who: Caller, paging: Paging) -> Any:
+def list_departments(svc: Svc, who: OrgReader, paging: Paging) -> Any:
     rows = svc.directory.list_departments(who, paging.cursor, paging.limit)
     return page_of(rows, paging, DepartmentOut.model_validate)
 
 
 @router.post("/teams", status_code=201, response_model=TeamOut, tags=["organization"])
-def create_team(body: TeamIn, svc: Svc, who: Caller) -> Any:
+def create_team(body: TeamIn, svc: Svc, who: OrgWriter) -> Any:
     return svc.directory.create_team(who, body.name, body.department)
 
 
 @router.get("/teams", response_model=Page[TeamOut], tags=["organization"])
-def list_teams(svc: Svc, who: Caller, paging: Paging) -> Any:
+def list_teams(svc: Svc, who: OrgReader, paging: Paging) -> Any:
     return page_of(
         svc.directory.list_teams(who, paging.cursor, paging.limit), paging, TeamOut.model_validate
     )
 
 
 @router.post("/projects", status_code=201, response_model=ProjectOut, tags=["organization"])
-def create_project(body: ProjectIn, svc: Svc, who: Caller) -> Any:
+def create_project(body: ProjectIn, svc: Svc, who: OrgWriter) -> Any:
     return svc.directory.create_project(who, body.name, body.team, log_payloads=body.log_payloads)
 
 
 @router.get("/projects", response_model=Page[ProjectOut], tags=["organization"])
-def list_projects(svc: Svc, who: Caller, paging: Paging) -> Any:
+def list_projects(svc: Svc, who: OrgReader, paging: Paging) -> Any:
     rows = svc.directory.list_projects(who, paging.cursor, paging.limit)
     return page_of(rows, paging, ProjectOut.model_validate)
 
 
 @router.post("/users", status_code=201, response_model=UserOut, tags=["users"])
-def create_user(body: UserIn, svc: Svc, who: Caller) -> Any:
+def create_user(body: UserIn, svc: Svc, who: UserWriter) -> Any:
     return svc.directory.create_user(
         who, body.email, body.name, department=body.department, team=body.team
     )
 
 
 @router.get("/users", response_model=Page[UserOut], tags=["users"])
-def list_users(svc: Svc, who: Caller, paging: Paging) -> Any:
+def list_users(svc: Svc, who: UserReader, paging: Paging) -> Any:
     return page_of(
         svc.directory.list_users(who, paging.cursor, paging.limit), paging, UserOut.model_validate
     )
