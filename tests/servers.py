@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from capstan.app import build_app
 from capstan.config import Settings
@@ -35,9 +36,16 @@ class RunningServer:
 def start_server(
     settings: Settings, *, certfile: Path | None = None, keyfile: Path | None = None
 ) -> RunningServer:
+    return start_asgi(build_app(settings), certfile=certfile, keyfile=keyfile)
+
+
+def start_asgi(
+    app: ASGIApp, *, certfile: Path | None = None, keyfile: Path | None = None
+) -> RunningServer:
+    """Serve any ASGI app (Capstan, the upstream simulator) on a free loopback port."""
     port = free_port()
     config = uvicorn.Config(
-        build_app(settings),
+        app,
         host="127.0.0.1",
         port=port,
         log_level="warning",

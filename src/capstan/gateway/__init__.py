@@ -1,0 +1,1 @@
+"""The data plane: OpenAI- and Anthropic-compatible endpoints in front of every provider."""

@@ -1,0 +1,168 @@
+"""What every adapter does over HTTP: post JSON, read SSE, turn a vendor failure into
+`UpstreamError` with the vendor's own message (never our request headers)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import orjson
+
+from capstan.gateway.providers.base import FailureKind, UpstreamError
+
+_CONTEXT_HINTS = (
+    "context length",
+    "context_length",
+    "context window",
+    "too many tokens",
+    "prompt is too long",
+    "maximum context",
+)
+_POLICY_HINTS = ("content policy", "content_policy", "safety", "content_filter")
+
+
+def failure_kind(status: int, message: str = "") -> FailureKind:
+    """The failure kind of an HTTP status, refined by the vendor's message where it tells more."""
+    lowered = message.lower()
+    if status in (400, 413, 422):
+        if any(hint in lowered for hint in _CONTEXT_HINTS):
+            return FailureKind.CONTEXT_LENGTH
+        if any(hint in lowered for hint in _POLICY_HINTS):
+            return FailureKind.CONTENT_POLICY
+        return FailureKind.INVALID_REQUEST
+    return {
+        401: FailureKind.AUTHENTICATION,
+        403: FailureKind.PERMISSION,
+        404: FailureKind.NOT_FOUND,
+        408: FailureKind.TIMEOUT,
+        429: FailureKind.RATE_LIMITED,
+        503: FailureKind.OVERLOADED,
+        529: FailureKind.OVERLOADED,
+    }.get(status, FailureKind.SERVER if status >= 500 else FailureKind.INVALID_REQUEST)
+
+
+def vendor_message(body: bytes) -> str:
+    """The human message inside any vendor's error body (OpenAI, Anthropic, Gemini, Cohere,
+    Bedrock shapes), or a short excerpt of the body."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:300].decode("utf-8", "replace").strip() or "no error message"
+    if isinstance(data, list) and data:  # Gemini sometimes wraps the error in a list
+        data = data[0]
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+        for key in ("message", "Message", "detail"):
+            if isinstance(data.get(key), str):
+                return str(data[key])
+    return body[:300].decode("utf-8", "replace")
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return float(value) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None  # HTTP-date form: treat as unknown
+
+
+async def raise_for_upstream(response: aiohttp.ClientResponse) -> None:
+    if response.status < 400:
+        return
+    body = await response.read()
+    message = vendor_message(body)
+    raise UpstreamError(
+        failure_kind(response.status, message),
+        message,
+        status=response.status,
+        retry_after=retry_after(response.headers),
+    )
+
+
+@asynccontextmanager
+async def upstream_post(
+    http: aiohttp.ClientSession,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    body: bytes,
+    timeout_s: float,
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """POST to the vendor; failures before a 2xx become `UpstreamError`."""
+    try:
+        async with http.post(
+            url,
+            data=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_s),
+        ) as response:
+            await raise_for_upstream(response)
+            yield response
+    except UpstreamError:
+        raise
+    except TimeoutError as exc:
+        raise UpstreamError(FailureKind.TIMEOUT, "the upstream did not answer in time") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(
+            FailureKind.CONNECTION, f"could not reach the upstream: {type(exc).__name__}"
+        ) from exc
+
+
+async def post_json(
+    http: aiohttp.ClientSession,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    payload: Any,
+    timeout_s: float,
+) -> Any:
+    body = orjson.dumps(payload)
+    async with upstream_post(
+        http,
+        url,
+        headers={**headers, "content-type": "application/json"},
+        body=body,
+        timeout_s=timeout_s,
+    ) as response:
+        raw = await response.read()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError(FailureKind.MALFORMED, "the upstream answered invalid JSON") from exc
+
+
+async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str | None, str]]:
+    """Server-sent events as (event name or None, data), per the WHATWG framing rules."""
+    event: str | None = None
+    data: list[str] = []
+    async for raw_line in response.content:
+        line = raw_line.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = None, []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event = value
+    if data:
+        yield event, "\n".join(data)

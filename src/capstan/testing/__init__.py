@@ -1,0 +1,1 @@
+"""Test and demo support shipped with Capstan: the upstream simulator."""

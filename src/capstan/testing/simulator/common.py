@@ -1,0 +1,50 @@
+"""What every vendor module of the simulator shares: reading the request, logging it without
+credentials, and SSE framing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from capstan.testing.simulator.state import SimulatorState
+
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-key"})
+
+
+async def read_json(request: Request, state: SimulatorState) -> Any:
+    """The body as JSON (None when it is not JSON), logged for `/_sim/requests`."""
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        body = None
+    headers = {k: v for k, v in request.headers.items() if k not in CREDENTIAL_HEADERS}
+    state.record(request.url.path, headers, body)
+    return body
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    """One server-sent event; `data` is JSON-encoded unless it is already bytes or str."""
+    if isinstance(data, bytes):
+        payload = data
+    elif isinstance(data, str):
+        payload = data.encode()
+    else:
+        payload = orjson.dumps(data)
+    head = f"event: {event}\n".encode() if event else b""
+    return head + b"data: " + payload + b"\n\n"
+
+
+def presented_credential(request: Request, *headers: str) -> str | None:
+    for name in headers:
+        value = request.headers.get(name)
+        if value:
+            return value.removeprefix("Bearer ").removeprefix("bearer ").strip() or None
+    return request.query_params.get("key")
+
+
+def rejected(credential: str | None) -> bool:
+    """Missing keys, and keys starting with `bad`, are refused (to test auth-error mapping)."""
+    return credential is None or credential.startswith("bad")

@@ -1,0 +1,11 @@
+"""The simulator's openai wire format (being written)."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+from capstan.testing.simulator.state import SimulatorState
+
+
+def routes(state: SimulatorState) -> list[BaseRoute]:
+    return []

@@ -1,0 +1,92 @@
+"""What the simulator does to each call: faults set per model (or for all), switchable at run
+time through `/_sim/faults`, and a log of the requests it received for tests to inspect."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+ANY_MODEL = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    latency_ms: float = 0.0  # before the response (or the stream's headers)
+    ttft_ms: float = 0.0  # before the first streamed token
+    tokens_per_s: float = 0.0  # stream pacing; 0 = as fast as possible
+    error_rate: float = 0.0  # share of calls that fail with `error_status`
+    error_status: int = 500
+    burst_429: int = 0  # the next N calls get 429 with Retry-After
+    retry_after_s: float = 1.0
+    cut_after_chunks: int | None = None  # streams stop dead after N content chunks
+    hang: bool = False  # never answer
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Faults:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known - {"model"}
+        if unknown:
+            raise ValueError(f"unknown fault settings: {', '.join(sorted(unknown))}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ReceivedRequest:
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class SimulatorState:
+    seed: int = 0
+    faults: dict[str, Faults] = field(default_factory=dict)
+    received: deque[ReceivedRequest] = field(default_factory=lambda: deque(maxlen=200))
+    _rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)  # noqa: S311 - fault sampling, not crypto
+
+    def faults_for(self, model: str) -> Faults:
+        return self.faults.get(model) or self.faults.get(ANY_MODEL) or Faults()
+
+    def set_faults(self, model: str, faults: Faults) -> None:
+        self.faults[model] = faults
+
+    def clear(self) -> None:
+        self.faults.clear()
+        self.received.clear()
+
+    def record(self, path: str, headers: dict[str, str], body: Any) -> None:
+        self.received.append(ReceivedRequest(path, headers, body))
+
+    async def before_response(self, model: str) -> int | None:
+        """Apply latency, hangs, 429 bursts and random errors. Returns an HTTP status to fail
+        with, or None to answer normally."""
+        faults = self.faults_for(model)
+        if faults.hang:
+            await asyncio.sleep(3600)
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        if faults.burst_429 > 0:
+            key = model if model in self.faults else ANY_MODEL
+            self.faults[key] = replace(faults, burst_429=faults.burst_429 - 1)
+            return 429
+        if faults.error_rate and self._rng.random() < faults.error_rate:
+            return faults.error_status
+        return None
+
+    async def pace(self, model: str, index: int) -> bool:
+        """Wait before streamed chunk `index`; False means the stream must be cut here."""
+        faults = self.faults_for(model)
+        if index == 0 and faults.ttft_ms:
+            await asyncio.sleep(faults.ttft_ms / 1000)
+        elif index > 0 and faults.tokens_per_s:
+            await asyncio.sleep(1 / faults.tokens_per_s)
+        return faults.cut_after_chunks is None or index < faults.cut_after_chunks
