@@ -81,6 +81,9 @@ class Settings(BaseSettings):
         default=0.25, gt=0, le=60.0, description="Seconds between config-version checks."
     )
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Largest request body the gateway accepts."
+    )
 
     @field_validator("database_url")
     @classmethod

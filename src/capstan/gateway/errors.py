@@ -1,0 +1,103 @@
+"""Data-plane errors, typed once and written in the client's dialect.
+
+A `GatewayError` knows its HTTP status and an OpenAI error `type`/`code`; the OpenAI routes
+write `{"error": {"message", "type", "param", "code"}}` and `/v1/messages` writes Anthropic's
+`{"type": "error", "error": {"type", "message"}}`, so each SDK raises its own exception class
+(`AuthenticationError`, `NotFoundError`, `RateLimitError`, …) for the same failure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from capstan.gateway.providers.base import FailureKind, TranslationError, UpstreamError
+
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+# Upstream failure → (status to the client, OpenAI error type, code).
+_UPSTREAM: dict[FailureKind, tuple[int, str, str]] = {
+    FailureKind.INVALID_REQUEST: (400, "invalid_request_error", "upstream_invalid_request"),
+    # Our credentials for the vendor are wrong: the client's key is fine, so not a 401.
+    FailureKind.AUTHENTICATION: (502, "upstream_error", "upstream_authentication_failed"),
+    FailureKind.PERMISSION: (502, "upstream_error", "upstream_permission_denied"),
+    FailureKind.NOT_FOUND: (404, "invalid_request_error", "model_not_found"),
+    FailureKind.CONTEXT_LENGTH: (400, "invalid_request_error", "context_length_exceeded"),
+    FailureKind.CONTENT_POLICY: (400, "invalid_request_error", "content_policy_violation"),
+    FailureKind.RATE_LIMITED: (429, "rate_limit_error", "upstream_rate_limited"),
+    FailureKind.OVERLOADED: (503, "upstream_error", "upstream_overloaded"),
+    FailureKind.SERVER: (502, "upstream_error", "upstream_server_error"),
+    FailureKind.TIMEOUT: (504, "timeout_error", "upstream_timeout"),
+    FailureKind.CONNECTION: (502, "upstream_error", "upstream_unreachable"),
+    FailureKind.MALFORMED: (502, "upstream_error", "upstream_malformed_response"),
+}
+
+
+class GatewayError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.retry_after = retry_after
+
+    @classmethod
+    def of(cls, exc: Exception) -> GatewayError:
+        """The client-facing error for anything an upstream call raised."""
+        if isinstance(exc, GatewayError):
+            return exc
+        if isinstance(exc, TranslationError):
+            return cls(400, exc.message, param=exc.param, code="unsupported_feature")
+        if isinstance(exc, UpstreamError):
+            status, kind, code = _UPSTREAM[exc.kind]
+            return cls(
+                status,
+                f"upstream: {exc.message}",
+                type=kind,
+                code=code,
+                retry_after=exc.retry_after,
+            )
+        return cls(500, "internal error", type="server_error", code="internal_error")
+
+    def openai_body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def anthropic_body(self) -> dict[str, Any]:
+        kind = ANTHROPIC_TYPES.get(self.status)
+        if kind is None:
+            kind = "api_error" if self.status != 503 else "overloaded_error"
+        return {"type": "error", "error": {"type": kind, "message": self.message}}
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"retry-after": str(max(1, round(self.retry_after)))}
+
+
+def invalid(message: str, param: str | None = None) -> GatewayError:
+    return GatewayError(400, message, param=param, code="invalid_request")

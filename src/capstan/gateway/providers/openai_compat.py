@@ -1,0 +1,148 @@
+"""The OpenAI-compatible family: OpenAI, Azure OpenAI, Mistral, Groq, Together, Fireworks,
+DeepSeek, xAI, OpenRouter, Perplexity, vLLM, Ollama, llama.cpp server and TGI.
+
+They all take the OpenAI body as is, so this adapter forwards it untouched (unknown extra
+fields included) and only differs per kind in the URL and the credential header: Azure puts
+the deployment in the path, wants `api-version` in the query and the key in `api-key`.
+Streams always ask the upstream for usage, so every call can be priced; the gateway removes the
+usage chunk when the client did not ask for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from capstan.gateway.providers.base import (
+    ChatChunk,
+    ChatCompletion,
+    ChatRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    FailureKind,
+    Upstream,
+    UpstreamError,
+)
+from capstan.gateway.providers.http import post_json, sse_events, upstream_post
+
+AZURE_DEFAULT_API_VERSION = "2024-10-21"
+
+
+def endpoint(upstream: Upstream, operation: str) -> str:
+    """`operation` is `chat/completions` or `embeddings`."""
+    base = upstream.base_url.rstrip("/")
+    if upstream.kind == "azure":
+        version = upstream.options.get("api_version", AZURE_DEFAULT_API_VERSION)
+        deployment = quote(upstream.model, safe="")
+        return f"{base}/openai/deployments/{deployment}/{operation}?api-version={version}"
+    return f"{base}/{operation}"
+
+
+def auth_headers(upstream: Upstream) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if upstream.api_key:
+        if upstream.kind == "azure":
+            headers["api-key"] = upstream.api_key
+        else:
+            headers["authorization"] = f"Bearer {upstream.api_key}"
+    extra = upstream.options.get("extra_headers")
+    if extra:
+        headers.update({str(k): str(v) for k, v in orjson.loads(extra).items()})
+    return headers
+
+
+def _body(upstream: Upstream, request: dict[str, Any]) -> dict[str, Any]:
+    body = dict(request)
+    body["model"] = upstream.model
+    return body
+
+
+class OpenAICompatProvider:
+    async def chat(
+        self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
+    ) -> ChatCompletion:
+        body = _body(upstream, request)
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+        completion: ChatCompletion = await post_json(
+            http,
+            endpoint(upstream, "chat/completions"),
+            headers=auth_headers(upstream),
+            payload=body,
+            timeout_s=upstream.timeout_s,
+        )
+        return completion
+
+    async def stream_chat(
+        self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
+    ) -> AsyncIterator[ChatChunk]:
+        body = _body(upstream, request)
+        body["stream"] = True
+        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        headers = {**auth_headers(upstream), "content-type": "application/json"}
+        last_usage: dict[str, Any] | None = None
+        template: dict[str, Any] = {}
+        async with upstream_post(
+            http,
+            endpoint(upstream, "chat/completions"),
+            headers=headers,
+            body=orjson.dumps(body),
+            timeout_s=upstream.timeout_s,
+        ) as response:
+            async for _event, data in sse_events(response):
+                if data == "[DONE]":
+                    break
+                chunk = _parse_chunk(data)
+                if not template:
+                    template = {k: chunk.get(k) for k in ("id", "created", "model")}
+                usage = chunk.get("usage")
+                if usage and not chunk.get("choices"):
+                    last_usage = usage
+                    continue
+                if usage:  # some servers put usage on the finishing chunk
+                    last_usage = usage
+                chunk.pop("usage", None)
+                yield chunk
+            else:
+                raise UpstreamError(
+                    FailureKind.CONNECTION, "the upstream stream ended before [DONE]"
+                )
+        yield {
+            "id": template.get("id") or "chatcmpl-capstan",
+            "object": "chat.completion.chunk",
+            "created": template.get("created") or int(time.time()),
+            "model": template.get("model") or upstream.model,
+            "choices": [],
+            "usage": last_usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
+
+    async def embed(
+        self, http: aiohttp.ClientSession, upstream: Upstream, request: EmbeddingRequest
+    ) -> EmbeddingResponse:
+        response: EmbeddingResponse = await post_json(
+            http,
+            endpoint(upstream, "embeddings"),
+            headers=auth_headers(upstream),
+            payload=_body(upstream, request),
+            timeout_s=upstream.timeout_s,
+        )
+        return response
+
+
+def _parse_chunk(data: str) -> dict[str, Any]:
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError(FailureKind.MALFORMED, "the upstream sent a malformed chunk") from exc
+    if not isinstance(chunk, dict):
+        raise UpstreamError(FailureKind.MALFORMED, "the upstream sent a malformed chunk")
+    if "error" in chunk and "choices" not in chunk:
+        error = chunk["error"]
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        raise UpstreamError(FailureKind.SERVER, str(message or "upstream stream error"))
+    return chunk
