@@ -10,17 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from capstan.gateway.dialects.anthropic import anthropic_error
 from capstan.gateway.providers.base import FailureKind, TranslationError, UpstreamError
-
-ANTHROPIC_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    529: "overloaded_error",
-}
 
 # Upstream failure → (status to the client, OpenAI error type, code).
 _UPSTREAM: dict[FailureKind, tuple[int, str, str]] = {
@@ -88,10 +79,7 @@ class GatewayError(Exception):
         }
 
     def anthropic_body(self) -> dict[str, Any]:
-        kind = ANTHROPIC_TYPES.get(self.status)
-        if kind is None:
-            kind = "api_error" if self.status != 503 else "overloaded_error"
-        return {"type": "error", "error": {"type": kind, "message": self.message}}
+        return anthropic_error(self.status, None, self.message)
 
     def headers(self) -> dict[str, str]:
         if self.retry_after is None:

@@ -18,6 +18,7 @@ _CONTEXT_HINTS = (
     "context window",
     "too many tokens",
     "prompt is too long",
+    "input is too long",
     "maximum context",
 )
 _POLICY_HINTS = ("content policy", "content_policy", "safety", "content_filter")
@@ -37,6 +38,7 @@ def failure_kind(status: int, message: str = "") -> FailureKind:
         403: FailureKind.PERMISSION,
         404: FailureKind.NOT_FOUND,
         408: FailureKind.TIMEOUT,
+        424: FailureKind.SERVER,
         429: FailureKind.RATE_LIMITED,
         503: FailureKind.OVERLOADED,
         529: FailureKind.OVERLOADED,

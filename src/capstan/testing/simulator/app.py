@@ -2,7 +2,7 @@
 
 Admin routes (not part of any vendor's API):
 - `PUT /_sim/faults` with `{"model": "gpt-4o" | "*", ...Faults fields}` sets a model's faults;
-- `DELETE /_sim/faults` clears faults and the request log;
+- `DELETE /_sim/faults` clears faults, the request log and the simulated prompt caches;
 - `GET /_sim/faults` lists them; `GET /_sim/requests` returns the requests received, newest last,
   with credential headers removed.
 """

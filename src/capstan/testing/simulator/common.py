@@ -10,7 +10,14 @@ from starlette.requests import Request
 
 from capstan.testing.simulator.state import SimulatorState
 
-CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-key"})
+CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "x-api-key", "x-goog-api-key", "api-key", "x-amz-security-token"}
+)
+
+
+class StreamCut(ConnectionAbortedError):
+    """Raised inside a streaming body to drop the connection mid-stream, without the terminating
+    chunk: the client sees what it sees when a real upstream dies half-way through an answer."""
 
 
 async def read_json(request: Request, state: SimulatorState) -> Any:

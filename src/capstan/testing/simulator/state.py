@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 ANY_MODEL = "*"
+HANG_POLL_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +23,8 @@ class Faults:
     burst_429: int = 0  # the next N calls get 429 with Retry-After
     retry_after_s: float = 1.0
     cut_after_chunks: int | None = None  # streams stop dead after N content chunks
-    hang: bool = False  # never answer
+    hang: bool = False  # never answer (until the fault is lifted)
+    context_window: int | None = None  # prompts longer than this (in tokens) are refused
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Faults:
@@ -43,11 +45,37 @@ class ReceivedRequest:
     body: Any
 
 
+class PromptCache:
+    """The prompt prefixes a vendor would hold in its prompt cache, so that the simulator can
+    report cached tokens when a later request repeats one. Keys are digests chosen by the vendor
+    module; the oldest are forgotten first, as a real cache evicts."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._keys: OrderedDict[str, None] = OrderedDict()
+
+    def seen(self, key: str) -> bool:
+        if key in self._keys:
+            self._keys.move_to_end(key)
+            return True
+        return False
+
+    def remember(self, key: str) -> None:
+        self._keys[key] = None
+        self._keys.move_to_end(key)
+        while len(self._keys) > self.capacity:
+            self._keys.popitem(last=False)
+
+    def clear(self) -> None:
+        self._keys.clear()
+
+
 @dataclass
 class SimulatorState:
     seed: int = 0
     faults: dict[str, Faults] = field(default_factory=dict)
     received: deque[ReceivedRequest] = field(default_factory=lambda: deque(maxlen=200))
+    prompt_cache: PromptCache = field(default_factory=PromptCache)
     _rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -60,8 +88,10 @@ class SimulatorState:
         self.faults[model] = faults
 
     def clear(self) -> None:
+        """Forget faults, the request log and the prompt cache: a fresh simulator."""
         self.faults.clear()
         self.received.clear()
+        self.prompt_cache.clear()
 
     def record(self, path: str, headers: dict[str, str], body: Any) -> None:
         self.received.append(ReceivedRequest(path, headers, body))
@@ -70,8 +100,9 @@ class SimulatorState:
         """Apply latency, hangs, 429 bursts and random errors. Returns an HTTP status to fail
         with, or None to answer normally."""
         faults = self.faults_for(model)
-        if faults.hang:
-            await asyncio.sleep(3600)
+        while faults.hang:  # until the fault is lifted, so that clearing faults frees the server
+            await asyncio.sleep(HANG_POLL_S)
+            faults = self.faults_for(model)
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         if faults.burst_429 > 0:

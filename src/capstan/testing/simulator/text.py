@@ -108,3 +108,22 @@ def split_words(text: str) -> list[str]:
     """Stream pieces: each word with its leading space, so the pieces join back to `text`."""
     words = text.split(" ")
     return [words[0], *(" " + word for word in words[1:])]
+
+
+def apply_stop(text: str, stops: list[str]) -> tuple[str, str | None]:
+    """`text` cut before the earliest stop sequence, and which one matched (None if none did):
+    vendors drop the stop sequence itself from the reply."""
+    hits = [(text.find(stop), stop) for stop in stops if stop and stop in text]
+    if not hits:
+        return text, None
+    position, stop = min(hits)
+    return text[:position].rstrip(" "), stop
+
+
+def reasoning_text(model: str, prompt: str, budget: int, seed: int | None = None) -> str:
+    """A deterministic chain of thought for vendors that return one, at most `budget` words."""
+    rng = random.Random(seed_of("reasoning", model, prompt, seed))  # noqa: S311 - test data
+    echo = prompt.split()[:ECHO_WORDS]
+    words = ["Considering:", *echo] if echo else ["Considering", "the", "request."]
+    words += [rng.choice(VOCABULARY) for _ in range(rng.randint(6, 16))]
+    return " ".join(words[: max(1, budget)])

@@ -1,0 +1,275 @@
+"""AWS Bedrock through the Converse API (chat) and InvokeModel (Titan text embeddings).
+
+Requests are signed with botocore's own SigV4 signer and sent with the gateway's aiohttp
+session, so Bedrock shares the keep-alive pools and failure mapping of every other adapter
+without pulling boto3's synchronous HTTP stack into the data plane. Streams are decoded with
+botocore's `EventStreamBuffer`, the parser the AWS SDK itself uses, so lengths and CRCs are
+checked exactly as boto3 checks them.
+
+Credentials come from the upstream's options (`region`, `aws_access_key_id`,
+`aws_secret_access_key`, optional `aws_session_token`); without them a Bedrock API key in
+`api_key` is sent as a bearer token, which Bedrock also accepts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import struct
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+import yarl
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.eventstream import EventStreamBuffer, ParserError
+
+from capstan.gateway.providers.base import (
+    ChatChunk,
+    ChatCompletion,
+    ChatRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    FailureKind,
+    TranslationError,
+    Upstream,
+    UpstreamError,
+)
+from capstan.gateway.providers.bedrock_translate import (
+    ConverseStreamTranslator,
+    from_converse,
+    to_converse,
+)
+from capstan.gateway.providers.http import failure_kind, upstream_post, vendor_message
+
+__all__ = ["BedrockProvider", "bedrock_url", "signed_headers"]
+
+SERVICE = "bedrock"
+EVENTSTREAM = "application/vnd.amazon.eventstream"
+EMBED_CONCURRENCY = 8  # Titan embeds one text per call; bound the fan-out for long inputs
+# The HTTP status each modelled stream exception stands for, so `failure_kind` maps it.
+_STREAM_EXCEPTION_STATUS = {
+    "validationException": 400,
+    "throttlingException": 429,
+    "modelTimeoutException": 408,
+    "modelStreamErrorException": 424,
+    "internalServerException": 500,
+    "serviceUnavailableException": 503,
+}
+_TOO_LONG = "input is too long"
+_REGION_IN_HOST = re.compile(r"bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com")
+
+
+class BedrockProvider:
+    """The Bedrock Runtime adapter; holds no per-call state."""
+
+    async def chat(
+        self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
+    ) -> ChatCompletion:
+        body = orjson.dumps(to_converse(request))
+        async with _post(http, upstream, "converse", body, accept="application/json") as response:
+            raw = await response.read()
+        try:
+            return from_converse(_json(raw), request.get("model") or upstream.model)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise _unexpected_shape() from exc
+
+    async def stream_chat(
+        self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
+    ) -> AsyncIterator[ChatChunk]:
+        body = orjson.dumps(to_converse(request))
+        translator = ConverseStreamTranslator(request.get("model") or upstream.model)
+        buffer = EventStreamBuffer()
+        async with _post(http, upstream, "converse-stream", body, accept=EVENTSTREAM) as response:
+            async for data in response.content.iter_any():
+                buffer.add_data(data)
+                for event_type, event in _events(buffer):
+                    try:
+                        chunks = translator.chunks(event_type, event)
+                    except (KeyError, TypeError, AttributeError) as exc:
+                        raise _unexpected_shape() from exc
+                    for chunk in chunks:
+                        yield chunk
+        if not translator.finished:
+            raise UpstreamError(
+                FailureKind.CONNECTION, "the Bedrock stream ended before its final event"
+            )
+
+    async def embed(
+        self, http: aiohttp.ClientSession, upstream: Upstream, request: EmbeddingRequest
+    ) -> EmbeddingResponse:
+        """Titan text embeddings through InvokeModel, one call per input text (Titan takes one),
+        at most `EMBED_CONCURRENCY` at a time."""
+        model = request.get("model") or upstream.model
+        if "titan-embed-text" not in model:
+            raise TranslationError(
+                "embeddings through Bedrock Converse are not supported; use a Titan text "
+                "embedding deployment (amazon.titan-embed-text-v1 or -v2)",
+                param="model",
+            )
+        texts = _embedding_inputs(request.get("input"))
+        payload_extra: dict[str, Any] = {}
+        if request.get("dimensions") is not None:
+            if "titan-embed-text-v1" in model:
+                raise TranslationError("Titan v1 embeddings have a fixed size", param="dimensions")
+            payload_extra["dimensions"] = request["dimensions"]
+        encoding = request.get("encoding_format") or "float"
+        if encoding not in ("float", "base64"):
+            raise TranslationError(
+                "encoding_format must be float or base64", param="encoding_format"
+            )
+        limit = asyncio.Semaphore(EMBED_CONCURRENCY)
+
+        async def one(text: str) -> dict[str, Any]:
+            async with limit:
+                return await self._invoke(http, upstream, {"inputText": text, **payload_extra})
+
+        tasks = [asyncio.ensure_future(one(text)) for text in texts]
+        try:
+            results = await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()  # siblings of a failed call stop instead of running on
+        data = [
+            {"object": "embedding", "index": i, "embedding": _encode(r["embedding"], encoding)}
+            for i, r in enumerate(results)
+        ]
+        tokens = sum(int(r.get("inputTextTokenCount") or 0) for r in results)
+        return {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    async def _invoke(
+        self, http: aiohttp.ClientSession, upstream: Upstream, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        body = orjson.dumps(payload)
+        async with _post(http, upstream, "invoke", body, accept="application/json") as response:
+            raw = await response.read()
+        result = _json(raw)
+        if not isinstance(result, dict) or not isinstance(result.get("embedding"), list):
+            raise UpstreamError(FailureKind.MALFORMED, "the Bedrock response has no embedding")
+        return result
+
+
+@asynccontextmanager
+async def _post(
+    http: aiohttp.ClientSession, upstream: Upstream, operation: str, body: bytes, *, accept: str
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """Sign and send one call. Bedrock words an overlong prompt "Input is too long for
+    requested model.", which the shared failure mapping does not read as a context-length
+    failure, so it is refined here (the gateway falls back differently on that kind)."""
+    url = bedrock_url(upstream, operation)
+    headers = signed_headers(upstream, url, body, accept=accept)
+    try:
+        async with upstream_post(
+            http, url, headers=headers, body=body, timeout_s=upstream.timeout_s
+        ) as response:
+            yield response
+    except UpstreamError as exc:
+        if exc.kind is FailureKind.INVALID_REQUEST and _TOO_LONG in exc.message.lower():
+            raise UpstreamError(FailureKind.CONTEXT_LENGTH, exc.message, status=exc.status) from exc
+        raise
+
+
+def bedrock_url(upstream: Upstream, operation: str) -> str:
+    """`{base}/model/{modelId}/{operation}`, the model id fully percent-encoded (ARNs hold `:`
+    and `/`), normalised as aiohttp will send it: yarl decodes `%3A` back to `:`, and the
+    signature must cover the path that goes on the wire."""
+    base = upstream.base_url.rstrip("/") or (
+        f"https://bedrock-runtime.{region_of(upstream)}.amazonaws.com"
+    )
+    return str(yarl.URL(f"{base}/model/{quote(upstream.model, safe='')}/{operation}"))
+
+
+def region_of(upstream: Upstream) -> str:
+    """The signing region: the `region` option, else the one in a standard endpoint's host."""
+    region = upstream.options.get("region")
+    if region:
+        return region
+    match = _REGION_IN_HOST.search(upstream.base_url)
+    if match:
+        return match.group(1)
+    raise UpstreamError(
+        FailureKind.AUTHENTICATION, "the Bedrock deployment needs a region option to sign requests"
+    )
+
+
+def signed_headers(upstream: Upstream, url: str, body: bytes, *, accept: str) -> dict[str, str]:
+    """The headers to send: SigV4-signed (Authorization, X-Amz-Date, X-Amz-Security-Token)
+    when AWS keys are configured, else a bearer Bedrock API key. Signing is a few HMACs, cheap
+    enough to run inline on the event loop."""
+    headers = {"Content-Type": "application/json", "Accept": accept}
+    options = upstream.options
+    access_key = options.get("aws_access_key_id")
+    secret_key = options.get("aws_secret_access_key")
+    if access_key and secret_key:
+        credentials = Credentials(access_key, secret_key, options.get("aws_session_token") or None)
+        request = AWSRequest(method="POST", url=url, data=body, headers=headers)
+        SigV4Auth(credentials, SERVICE, region_of(upstream)).add_auth(request)
+        return {name: str(value) for name, value in request.headers.items()}
+    if upstream.api_key:
+        return {**headers, "Authorization": f"Bearer {upstream.api_key}"}
+    raise UpstreamError(
+        FailureKind.AUTHENTICATION,
+        "the Bedrock deployment has no credentials: set aws_access_key_id and "
+        "aws_secret_access_key, or a Bedrock API key",
+    )
+
+
+def _events(buffer: EventStreamBuffer) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The complete events in the buffer; exception frames raise `UpstreamError`."""
+    try:
+        for message in buffer:
+            headers = cast(dict[str, Any], message.headers)
+            kind = headers.get(":message-type")
+            if kind == "event":
+                event = orjson.loads(message.payload) if message.payload else {}
+                yield str(headers.get(":event-type")), event
+            elif kind == "exception":
+                name = str(headers.get(":exception-type"))
+                text = vendor_message(message.payload)
+                status = _STREAM_EXCEPTION_STATUS.get(name, 500)
+                # 424 is the model failing mid-answer: the vendor's fault, not the request's
+                kind = FailureKind.SERVER if status == 424 else failure_kind(status, text)
+                raise UpstreamError(kind, f"{name}: {text}", status=status)
+            elif kind == "error":
+                text = str(headers.get(":error-message") or headers.get(":error-code"))
+                raise UpstreamError(FailureKind.SERVER, text)
+    except (ParserError, orjson.JSONDecodeError) as exc:
+        raise UpstreamError(FailureKind.MALFORMED, "the Bedrock event stream is corrupt") from exc
+
+
+def _unexpected_shape() -> UpstreamError:
+    """A vendor answer missing fields the Converse API defines as always present."""
+    return UpstreamError(FailureKind.MALFORMED, "Bedrock answered in an unexpected shape")
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError(FailureKind.MALFORMED, "Bedrock answered invalid JSON") from exc
+
+
+def _embedding_inputs(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise TranslationError("Titan embeds text: input must be a string or strings", param="input")
+
+
+def _encode(vector: list[float], encoding: str) -> list[float] | str:
+    """OpenAI's base64 form is the little-endian float32 bytes of the vector."""
+    if encoding == "float":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
