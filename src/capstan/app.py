@@ -12,6 +12,9 @@ from capstan.api import health
 from capstan.api.auth import LOCAL_PRINCIPAL, current_principal
 from capstan.api.problems import install_problem_handlers
 from capstan.config import Settings, load_settings
+from capstan.gateway import anthropic_api, openai_api
+from capstan.gateway.config import api as gateway_config_api
+from capstan.gateway.runtime import Gateway
 from capstan.governance.audit import api as audit_api
 from capstan.governance.secrets import api as secrets_api
 from capstan.identity import api as identity_api
@@ -30,16 +33,22 @@ def build_app(
     can read `$CAPSTAN_HOME` already holds every secret and acts as a local administrator."""
     services = services or Services.build(settings)
 
+    gateway = Gateway(services)
+
+    def config_changed() -> None:
+        services.authenticator.clear()
+        gateway.config_changed()
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        watcher = ConfigWatcher(
-            services.versions, services.authenticator.clear, settings.config_poll_interval
-        )
+        watcher = ConfigWatcher(services.versions, config_changed, settings.config_poll_interval)
+        await gateway.start()
         await watcher.start()
         try:
             yield
         finally:
             await watcher.stop()
+            await gateway.stop()
             services.close()
 
     app = FastAPI(
@@ -51,6 +60,7 @@ def build_app(
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.gateway = gateway
     setattr(app.state, LOCAL_PRINCIPAL, local_principal)
     install_problem_handlers(app)
 
@@ -58,8 +68,10 @@ def build_app(
     api.include_router(identity_api.router)
     api.include_router(audit_api.router)
     api.include_router(secrets_api.router)
+    api.include_router(gateway_config_api.router)
     app.include_router(api)
     app.include_router(health.router)
+    app.router.routes.extend([*openai_api.routes, *anthropic_api.routes])
     return app
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from capstan.config import Settings
+from capstan.gateway.config.service import GatewayConfig
 from capstan.governance.audit import AuditLog
 from capstan.governance.secrets.keyring import MasterKeyring
 from capstan.governance.secrets.vault import SecretVault
@@ -31,6 +32,7 @@ class Services:
     keys: ApiKeys
     authenticator: Authenticator
     vault: SecretVault
+    gateway: GatewayConfig
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -39,6 +41,7 @@ class Services:
         versions = ConfigVersions(store, settings.redis_url)
         changes = ChangeRecorder(audit, versions)
         directory = Directory(store, changes)
+        vault = SecretVault(store, changes, MasterKeyring.load(settings))
         return cls(
             settings=settings,
             store=store,
@@ -48,7 +51,8 @@ class Services:
             directory=directory,
             keys=ApiKeys(store, directory, changes),
             authenticator=Authenticator(store),
-            vault=SecretVault(store, changes, MasterKeyring.load(settings)),
+            vault=vault,
+            gateway=GatewayConfig(store, changes, vault),
         )
 
     def close(self) -> None:

@@ -8,8 +8,9 @@ import click
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
-from capstan.cli import audit, identity, server
+from capstan.cli import audit, gateway, identity, server
 from capstan.cli import secrets as secrets_cli
+from capstan.cli import upstream_sim as upstream_sim_cli
 from capstan.cli.output import CliError, errors
 from capstan.errors import CapstanError
 
@@ -23,6 +24,7 @@ app = typer.Typer(
 app.command("init")(server.init)
 app.command("serve")(server.serve)
 app.command("demo")(server.demo)
+app.command("upstream-sim")(upstream_sim_cli.upstream_sim)
 app.add_typer(identity.departments, name="departments")
 app.add_typer(identity.teams, name="teams")
 app.add_typer(identity.projects, name="projects")
@@ -30,6 +32,11 @@ app.add_typer(identity.users, name="users")
 app.add_typer(identity.keys, name="keys")
 app.add_typer(audit.app, name="audit")
 app.add_typer(secrets_cli.app, name="secrets")
+app.add_typer(gateway.providers, name="providers")
+app.add_typer(gateway.deployments, name="deployments")
+app.add_typer(gateway.aliases, name="aliases")
+app.command("apply")(gateway.apply_file)
+app.command("catalog")(gateway.catalog)
 
 
 def run(argv: list[str] | None = None) -> int:

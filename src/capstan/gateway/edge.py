@@ -3,7 +3,8 @@ caller for model calls, and write JSON or SSE with orjson (no pydantic on the ho
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
@@ -14,7 +15,12 @@ from capstan.errors import CapstanError
 from capstan.gateway.errors import GatewayError
 from capstan.identity.principal import Principal
 from capstan.identity.roles import Permission
+from capstan.ids import new_id
 from capstan.services import Services
+
+if TYPE_CHECKING:
+    from capstan.gateway.attempts import Served
+    from capstan.gateway.runtime import Gateway
 
 
 async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
@@ -57,3 +63,38 @@ def json_response(
     return Response(
         orjson.dumps(data), status_code=status, media_type="application/json", headers=headers
     )
+
+
+Handler = Callable[[Request, str], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def gateway_of(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def served_headers(request_id: str, served: Served) -> dict[str, str]:
+    return {
+        "x-capstan-request-id": request_id,
+        "x-capstan-deployment": served.deployment.name,
+        "x-capstan-attempts": str(served.attempts),
+    }
+
+
+def dialect_endpoint(
+    handler: Handler, error_body: Callable[[GatewayError], dict[str, Any]]
+) -> Endpoint:
+    """Give the handler a request id and write whatever it raises in the route's dialect, so
+    each SDK raises its own exception class."""
+
+    async def endpoint(request: Request) -> Response:
+        request_id = str(new_id())
+        try:
+            return await handler(request, request_id)
+        except Exception as exc:
+            error = GatewayError.of(exc)
+            headers = {"x-capstan-request-id": request_id, **error.headers()}
+            return json_response(error_body(error), status=error.status, headers=headers)
+
+    return endpoint

@@ -30,9 +30,14 @@ class Permission(StrEnum):
     MODELS_INVOKE = "models:invoke"
     PAYLOADS_READ = "payloads:read"
     APPROVE = "approve"
+    # Gateway configuration (providers, deployments, aliases). Changing a provider also needs
+    # SECRETS_WRITE: a provider decides where a credential is sent, so a developer, who may
+    # configure deployments and aliases, cannot point a key at an endpoint of their choosing.
+    GATEWAY_READ = "gateway:read"
+    GATEWAY_WRITE = "gateway:write"
 
 
-_READ_ORG = {Permission.ORG_READ, Permission.MODELS_INVOKE}
+_READ_ORG = {Permission.ORG_READ, Permission.MODELS_INVOKE, Permission.GATEWAY_READ}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(
@@ -45,10 +50,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.AUDIT_READ,
             Permission.SECRETS_READ,
             Permission.SECRETS_WRITE,
+            Permission.GATEWAY_WRITE,
         }
     ),
     Role.APPROVER: frozenset({*_READ_ORG, Permission.APPROVE}),
-    Role.DEVELOPER: frozenset({*_READ_ORG, Permission.SECRETS_READ}),
+    Role.DEVELOPER: frozenset({*_READ_ORG, Permission.SECRETS_READ, Permission.GATEWAY_WRITE}),
     Role.ANALYST: frozenset(
         {
             *_READ_ORG,

@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
+from capstan.gateway.config.kinds import OPENAI_COMPATIBLE
+from capstan.gateway.providers.anthropic import AnthropicProvider
 from capstan.gateway.providers.base import Provider
+from capstan.gateway.providers.bedrock import BedrockProvider
+from capstan.gateway.providers.cohere import CohereProvider
+from capstan.gateway.providers.gemini import GeminiProvider
 from capstan.gateway.providers.openai_compat import OpenAICompatProvider
 
-OPENAI_COMPATIBLE = frozenset(
-    {
-        "openai",
-        "azure",
-        "mistral",
-        "groq",
-        "together",
-        "fireworks",
-        "deepseek",
-        "xai",
-        "openrouter",
-        "perplexity",
-        "vllm",
-        "ollama",
-        "llamacpp",
-        "tgi",
-    }
-)
-
 _OPENAI = OpenAICompatProvider()
-_ADAPTERS: dict[str, Provider] = {kind: _OPENAI for kind in OPENAI_COMPATIBLE}
+_ADAPTERS: dict[str, Provider] = {
+    **{kind: _OPENAI for kind in OPENAI_COMPATIBLE},
+    "azure": _OPENAI,
+    "anthropic": AnthropicProvider(),
+    "gemini": GeminiProvider(),
+    "cohere": CohereProvider(),
+    "bedrock": BedrockProvider(),
+}
 
 
 def provider_for(kind: str) -> Provider:

@@ -2,6 +2,7 @@
 
 from capstan.store.schema.audit import AuditEntry
 from capstan.store.schema.base import Base
+from capstan.store.schema.gateway import GatewayAlias, GatewayDeployment, GatewayProvider
 from capstan.store.schema.identity import (
     ApiKey,
     ConfigState,
@@ -19,6 +20,9 @@ __all__ = [
     "Base",
     "ConfigState",
     "Department",
+    "GatewayAlias",
+    "GatewayDeployment",
+    "GatewayProvider",
     "Organization",
     "Project",
     "StoredSecret",

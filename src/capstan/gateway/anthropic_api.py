@@ -1,0 +1,171 @@
+"""The Anthropic dialect: `/v1/messages` and `/v1/messages/count_tokens`.
+
+An Anthropic-SDK client reaching an Anthropic upstream is passed through natively (thinking
+signatures, `cache_control`, betas and all); reaching any other upstream, its body is translated
+once into the OpenAI shape the adapters take, and the reply (or each streamed chunk) translated
+back. Errors are Anthropic's error object, so the SDK raises its own exception classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from capstan.gateway import validation
+from capstan.gateway.attempts import first_answer, first_stream
+from capstan.gateway.config.snapshot import Deployment
+from capstan.gateway.dialects.anthropic import (
+    AnthropicStreamTranslator,
+    sse_bytes,
+    to_anthropic_message,
+    to_openai_request,
+)
+from capstan.gateway.edge import (
+    Endpoint,
+    Handler,
+    authenticate,
+    dialect_endpoint,
+    gateway_of,
+    json_response,
+    read_json_body,
+    served_headers,
+)
+from capstan.gateway.errors import GatewayError
+from capstan.gateway.providers import anthropic as anthropic_wire
+from capstan.gateway.runtime import Gateway
+
+Event = tuple[str, dict[str, Any]]
+NATIVE_KIND = "anthropic"
+# Rough size of a token for upstreams that cannot count (4 characters, OpenAI's rule of thumb).
+CHARS_PER_TOKEN = 4
+
+
+def anthropic_endpoint(handler: Handler) -> Endpoint:
+    return dialect_endpoint(handler, GatewayError.anthropic_body)
+
+
+def _stop(body: dict[str, Any]) -> list[str] | None:
+    stop = body.get("stop_sequences")
+    return list(stop) if isinstance(stop, list) else None
+
+
+async def create_message(request: Request, request_id: str) -> Response:
+    gateway = gateway_of(request)
+    authenticate(gateway.services, request)
+    body = await read_json_body(request, gateway.services.settings.max_body_bytes)
+    model = validation.messages_request(body)
+    targets = await gateway.targets(model)
+    beta = request.headers.get("anthropic-beta")
+    translated: dict[str, Any] | None = None
+    if any(d.kind != NATIVE_KIND for d in targets):
+        translated = to_openai_request(body)
+    if body.get("stream"):
+        return await _stream(gateway, body, translated, targets, beta, model, request_id)
+
+    async def call(deployment: Deployment) -> dict[str, Any]:
+        if deployment.kind == NATIVE_KIND:
+            return await anthropic_wire.messages(gateway.http, deployment.upstream, body, beta)
+        assert translated is not None
+        provider = gateway.provider(deployment.kind)
+        completion = await provider.chat(gateway.http, deployment.upstream, translated)
+        return to_anthropic_message(completion, model, _stop(body))
+
+    message, served = await first_answer(targets, call, gateway.latency)
+    return json_response(message, headers=served_headers(request_id, served))
+
+
+async def _stream(
+    gateway: Gateway,
+    body: dict[str, Any],
+    translated: dict[str, Any] | None,
+    targets: list[Deployment],
+    beta: str | None,
+    model: str,
+    request_id: str,
+) -> Response:
+    def open_stream(deployment: Deployment) -> AsyncIterator[Event]:
+        if deployment.kind == NATIVE_KIND:
+            return anthropic_wire.stream_messages(gateway.http, deployment.upstream, body, beta)
+        assert translated is not None
+        return _translated_stream(gateway, deployment, translated, model, _stop(body))
+
+    first, rest, served = await first_stream(targets, open_stream, gateway.latency)
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            event: Event | None = first
+            while event is not None:
+                yield sse_bytes(*event)
+                event = await anext(rest, None)
+        except Exception as exc:  # after the first byte: Anthropic's error event, then end
+            yield sse_bytes("error", GatewayError.of(exc).anthropic_body())
+        finally:
+            await rest.aclose()  # type: ignore[attr-defined]
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={**served_headers(request_id, served), "cache-control": "no-cache"},
+    )
+
+
+async def _translated_stream(
+    gateway: Gateway,
+    deployment: Deployment,
+    request: dict[str, Any],
+    model: str,
+    stop: list[str] | None,
+) -> AsyncIterator[Event]:
+    translator = AnthropicStreamTranslator(model, stop)
+    provider = gateway.provider(deployment.kind)
+    chunks = provider.stream_chat(gateway.http, deployment.upstream, request)
+    try:
+        async for chunk in chunks:
+            for event in translator.feed(chunk):
+                yield event
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+    for event in translator.finish():
+        yield event
+
+
+async def count_tokens(request: Request, request_id: str) -> Response:
+    """Anthropic upstreams count exactly; for others the count is an estimate (characters / 4),
+    said so in `x-capstan-estimated: true`."""
+    gateway = gateway_of(request)
+    authenticate(gateway.services, request)
+    body = await read_json_body(request, gateway.services.settings.max_body_bytes)
+    model = validation.count_tokens_request(body)
+    targets = await gateway.targets(model)
+    headers = {"x-capstan-request-id": request_id}
+    native = next((d for d in targets if d.kind == NATIVE_KIND), None)
+    if native is not None:
+        counted = await anthropic_wire.count_tokens(
+            gateway.http, native.upstream, body, request.headers.get("anthropic-beta")
+        )
+        return json_response(counted, headers=headers)
+    text = "".join(_texts(body.get("system"))) + "".join(
+        "".join(_texts(m.get("content"))) for m in body["messages"]
+    )
+    estimate = max(1, len(text) // CHARS_PER_TOKEN)
+    return json_response(
+        {"input_tokens": estimate}, headers={**headers, "x-capstan-estimated": "true"}
+    )
+
+
+def _texts(content: Any) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, list):
+        return [b.get("text", "") for b in content if isinstance(b, dict)]
+    return []
+
+
+routes = [
+    Route("/v1/messages", anthropic_endpoint(create_message), methods=["POST"]),
+    Route("/v1/messages/count_tokens", anthropic_endpoint(count_tokens), methods=["POST"]),
+]

@@ -1,0 +1,188 @@
+"""The routing table: the whole gateway configuration, resolved, in memory, immutable.
+
+This is what the data plane reads on every request, so nothing on the request path touches the
+database: the table is loaded once, and loaded again whenever the config version moves. A load
+is a handful of queries whatever the size of the configuration (the config version, providers,
+deployments, aliases, and the stored keys they need), run in one snapshot so a concurrent
+change cannot leave a deployment pointing at a provider the load did not see. Credentials are
+resolved here: `env:NAME` from the environment given, `secret:NAME` from the vault. A missing
+key does not fail the load; its deployments get `api_key=None` and the reason is kept in
+`problems`, so one unset variable disables one provider rather than the gateway.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from capstan.gateway.catalog import Catalog, CatalogModel, default_catalog
+from capstan.gateway.config.credentials import Resolver
+from capstan.gateway.config.kinds import default_base_url
+from capstan.gateway.config.specs import SECRET_OPTIONS
+from capstan.gateway.providers.base import Upstream
+from capstan.governance.secrets.vault import SecretVault
+from capstan.store.engine import Store
+from capstan.store.schema import (
+    ConfigState,
+    GatewayAlias,
+    GatewayDeployment,
+    GatewayProvider,
+    Organization,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    deployment: str
+    weight: int = 1
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    name: str
+    strategy: str
+    targets: tuple[Target, ...]
+    fallbacks: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    name: str
+    provider: str
+    kind: str
+    model: str
+    upstream: Upstream
+    max_concurrency: int | None
+    catalog: CatalogModel | None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingTable:
+    """Deployments and aliases by name (disjoint: the config service refuses a clash).
+
+    `problems` maps a provider name to why its credential could not be resolved; `version` is
+    the config version the table was read at (compare it with the current one to know when to
+    reload)."""
+
+    deployments: Mapping[str, Deployment]
+    aliases: Mapping[str, Alias]
+    problems: Mapping[str, str] = field(default_factory=dict)
+    version: int = 0
+
+    def resolve(self, name: str) -> Alias | Deployment | None:
+        return self.aliases.get(name) or self.deployments.get(name)
+
+
+def load_routing_table(
+    store: Store,
+    vault: SecretVault,
+    environ: Mapping[str, str] = os.environ,
+    *,
+    catalog: Catalog | None = None,
+) -> RoutingTable:
+    """Read and resolve the configuration of the installation's organization."""
+    catalog = catalog if catalog is not None else default_catalog()
+    resolver = Resolver(environ)
+    with store.read() as session:
+        _snapshot(session)
+        version = session.scalars(select(ConfigState.version).where(ConfigState.id == 1)).one()
+        org_id = session.scalars(
+            select(Organization.id).order_by(Organization.created_at).limit(1)
+        ).first()
+        if org_id is None:
+            return RoutingTable(MappingProxyType({}), MappingProxyType({}), version=version)
+        providers = session.scalars(
+            select(GatewayProvider).where(GatewayProvider.org_id == org_id)
+        ).all()
+        deployments = session.scalars(
+            select(GatewayDeployment).where(GatewayDeployment.org_id == org_id)
+        ).all()
+        aliases = session.scalars(select(GatewayAlias).where(GatewayAlias.org_id == org_id)).all()
+        secret_refs = [p.credential_ref for p in providers]
+        secret_refs += [v for p in providers for k, v in p.options.items() if k in SECRET_OPTIONS]
+        secret_refs += [v for d in deployments for k, v in d.options.items() if k in SECRET_OPTIONS]
+        resolver.load_secrets(session, vault, org_id, secret_refs)
+    by_id = {p.id: p for p in providers}
+    keys = {p.id: resolver.resolve(p.name, p.credential_ref) for p in providers}
+    table = {
+        d.name: _deployment(d, by_id[d.provider_id], keys[d.provider_id], resolver, catalog)
+        for d in deployments
+        if d.provider_id in by_id
+    }
+    routes = {a.name: _alias(a) for a in aliases}
+    for provider, problem in resolver.problems.items():
+        log.warning("gateway provider %s: %s", provider, problem)
+    return RoutingTable(
+        MappingProxyType(table),
+        MappingProxyType(routes),
+        MappingProxyType(dict(resolver.problems)),
+        version,
+    )
+
+
+def _snapshot(session: Session) -> None:
+    """PostgreSQL: read every table as of one moment. SQLite's WAL read transaction already
+    does (it sees the database as of its first read)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
+def _deployment(
+    row: GatewayDeployment,
+    provider: GatewayProvider,
+    api_key: str | None,
+    resolver: Resolver,
+    catalog: Catalog,
+) -> Deployment:
+    options = {**provider.options, **row.options}
+    for key in SECRET_OPTIONS & options.keys():
+        value = resolver.resolve(provider.name, options[key])
+        if value is None:
+            del options[key]
+        else:
+            options[key] = value
+    base_url = provider.base_url or default_base_url(provider.kind, options) or ""
+    upstream = Upstream(
+        provider=provider.name,
+        kind=provider.kind,
+        base_url=base_url,
+        model=row.model,
+        api_key=api_key,
+        options=MappingProxyType({k: str(v) for k, v in options.items()}),
+        timeout_s=row.timeout_s,
+    )
+    return Deployment(
+        name=row.name,
+        provider=provider.name,
+        kind=provider.kind,
+        model=row.model,
+        upstream=upstream,
+        max_concurrency=row.max_concurrency,
+        catalog=catalog.get(row.model),
+    )
+
+
+def _alias(row: GatewayAlias) -> Alias:
+    targets = tuple(
+        Target(t["deployment"], int(t.get("weight", 1)), int(t.get("priority", 0)))
+        for t in row.targets
+    )
+    return Alias(row.name, row.strategy, targets, tuple(row.fallbacks or ()))
+
+
+__all__ = [
+    "Alias",
+    "Deployment",
+    "RoutingTable",
+    "Target",
+    "load_routing_table",
+]
