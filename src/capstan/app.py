@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -42,11 +43,18 @@ def build_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         watcher = ConfigWatcher(services.versions, config_changed, settings.config_poll_interval)
+        loop = asyncio.get_running_loop()
+
+        def committed_here() -> None:
+            loop.call_soon_threadsafe(config_changed)
+
+        stop_listening = services.versions.listen(committed_here)
         await gateway.start()
         await watcher.start()
         try:
             yield
         finally:
+            stop_listening()
             await watcher.stop()
             await gateway.stop()
             services.close()

@@ -35,6 +35,17 @@ TRY_NEXT = frozenset(
 )
 
 
+def redact(error: UpstreamError, deployment: Deployment) -> None:
+    """Remove the deployment's credentials from a vendor's error message, wherever it quotes
+    them, before the message can reach a client or a log."""
+    upstream = deployment.upstream
+    secrets = [upstream.api_key, *upstream.options.values()]
+    for secret in secrets:
+        if secret and len(secret) >= 8 and secret in error.message:
+            error.message = error.message.replace(secret, "[redacted]")
+            error.args = (error.message,)
+
+
 @dataclass(frozen=True, slots=True)
 class Served:
     deployment: Deployment
@@ -52,6 +63,7 @@ async def first_answer(
         try:
             result = await call(deployment)
         except UpstreamError as exc:
+            redact(exc, deployment)
             if exc.kind not in TRY_NEXT:
                 raise
             last = exc
@@ -78,6 +90,7 @@ async def first_stream(
             last = UpstreamError(FailureKind.MALFORMED, "the upstream stream was empty")
             continue
         except UpstreamError as exc:
+            redact(exc, deployment)
             if exc.kind not in TRY_NEXT:
                 raise
             last = exc

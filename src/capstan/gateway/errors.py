@@ -59,13 +59,12 @@ class GatewayError(Exception):
             return cls(400, exc.message, param=exc.param, code="unsupported_feature")
         if isinstance(exc, UpstreamError):
             status, kind, code = _UPSTREAM[exc.kind]
-            return cls(
-                status,
-                f"upstream: {exc.message}",
-                type=kind,
-                code=code,
-                retry_after=exc.retry_after,
-            )
+            message = f"upstream: {exc.message}"
+            if exc.kind in (FailureKind.AUTHENTICATION, FailureKind.PERMISSION):
+                # Vendors quote the rejected key back ("Incorrect API key provided: sk-…"):
+                # never relay their words; the key is the gateway's, not the client's.
+                message = "the upstream rejected the gateway's credentials for this provider"
+            return cls(status, message, type=kind, code=code, retry_after=exc.retry_after)
         return cls(500, "internal error", type="server_error", code="internal_error")
 
     def openai_body(self) -> dict[str, Any]:

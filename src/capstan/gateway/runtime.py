@@ -28,6 +28,7 @@ class Gateway:
         self._table: RoutingTable | None = None
         self._http: aiohttp.ClientSession | None = None
         self._reload: asyncio.Task[None] | None = None
+        self._stale = True
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=POOL_SIZE, ttl_dns_cache=300)
@@ -49,24 +50,33 @@ class Gateway:
         return self._http
 
     async def routing_table(self) -> RoutingTable:
-        if self._table is None:
-            await self.reload()
+        """The current snapshot; after a change it waits for the reload, so a request that
+        follows a configuration change always sees it."""
+        if self._stale or self._table is None:
+            if self._reload is not None and not self._reload.done():
+                await asyncio.shield(self._reload)
+            if self._stale or self._table is None:
+                await self.reload()
         assert self._table is not None
         return self._table
 
     async def reload(self) -> None:
         """Build a new snapshot in a thread (it reads the database) and swap it in whole."""
+        self._stale = False  # a change landing during the load marks it stale again
         try:
             self._table = await asyncio.to_thread(
                 load_routing_table, self.services.store, self.services.vault
             )
         except Exception as exc:  # keep serving the previous snapshot; retry on next change
             if self._table is None:
+                self._stale = True
                 raise
             log.warning("routing reload failed, keeping the previous snapshot: %s", exc)
 
     def config_changed(self) -> None:
-        """Called by the config watcher (on the event loop) when the config version moves."""
+        """Called on the event loop when the config version moves (a poll, Redis, or a change
+        committed by this process): mark the snapshot stale and start loading the next one."""
+        self._stale = True
         if self._reload is None or self._reload.done():
             self._reload = asyncio.get_running_loop().create_task(self.reload())
 

@@ -30,13 +30,30 @@ class ConfigVersions:
         self.store = store
         self.redis_url = redis_url
         self._publisher = redis.Redis.from_url(redis_url) if redis_url else None
+        self._listeners: list[Callable[[], None]] = []
 
     def bump(self, session: Session) -> None:
         session.execute(
             update(ConfigState).where(ConfigState.id == 1).values(version=ConfigState.version + 1)
         )
+        event.listen(session, "after_commit", self._committed, once=True)
+
+    def listen(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` after each commit of a change made in this process, before the
+        change's response leaves: a replica sees its own changes at once, without a poll.
+        It runs in the committing thread, so it must only hand the news over. Returns the
+        function that stops the calls."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
+    def _committed(self, session: Session) -> None:
+        for callback in list(self._listeners):
+            try:
+                callback()
+            except Exception as exc:  # a listener must never fail a committed change
+                log.warning("config change listener failed: %s", exc)
         if self._publisher is not None:
-            event.listen(session, "after_commit", self._publish, once=True)
+            self._publish(session)
 
     def current(self) -> int:
         with self.store.read() as session:

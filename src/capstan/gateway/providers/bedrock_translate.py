@@ -102,7 +102,11 @@ def from_converse(data: Any, model: str) -> ChatCompletion:
         elif "reasoningContent" in block:
             reasoning.append(block["reasoningContent"].get("reasoningText", {}).get("text", ""))
     text = "".join(texts)
-    out: dict[str, Any] = {"role": "assistant", "content": text if text or not tool_calls else None}
+    out: dict[str, Any] = {
+        "role": "assistant",
+        "content": text if text or not tool_calls else None,
+        "refusal": None,
+    }
     if tool_calls:
         out["tool_calls"] = tool_calls
     if any(reasoning):
