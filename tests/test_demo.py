@@ -156,3 +156,24 @@ def test_running_demo_again_in_the_same_home_prints_a_new_key_and_seeds_nothing_
     assert second.admin_key != first.admin_key
     assert sorted(d["name"] for d in departments) == sorted(DEMO_DEPARTMENTS)
     assert [k["name"] for k in keys].count("demo admin") == 2
+
+
+def test_demo_serves_every_alias_on_the_simulator_and_says_so(tmp_path: Path) -> None:
+    import openai
+
+    with running_demo(tmp_path) as demo:
+        sdk = openai.OpenAI(base_url=demo.url + "/v1", api_key=demo.admin_key, max_retries=0)
+        for alias in (
+            "chat-default",
+            "chat-anthropic",
+            "chat-gemini",
+            "chat-cohere",
+            "chat-bedrock",
+        ):
+            reply = sdk.chat.completions.create(
+                model=alias, messages=[{"role": "user", "content": "hello demo"}]
+            )
+            assert (reply.choices[0].message.content or "").startswith("Echo: hello demo.")
+        assert sdk.embeddings.create(model="embed-default", input="x").data
+        owners = {model.owned_by for model in sdk.models.list()}
+    assert {"simulated-openai", "simulated-anthropic", "simulated-bedrock"} <= owners

@@ -13,6 +13,7 @@ from capstan.bootstrap import initialize, system_principal
 from capstan.cli.output import CliError, console, print_json
 from capstan.config import ENV_PREFIX, Settings, load_settings
 from capstan.demo import demo_admin_key, seed
+from capstan.demo_gateway import configure_demo_gateway, start_simulator
 from capstan.services import Services
 
 Host = Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")]
@@ -120,20 +121,35 @@ def serve(
     _run_server(settings)
 
 
-def demo(host: Host = None, port: Port = None) -> None:
-    """Initialise a home with demo data, print a fresh admin key and the URLs, and serve."""
+def demo(
+    host: Host = None,
+    port: Port = None,
+    sim_port: Annotated[
+        int, typer.Option(help="Port of the upstream simulator [default: a free port].", min=0)
+    ] = 0,
+) -> None:
+    """Initialise a home with demo data and a gateway on the upstream simulator (real vendors
+    where their keys are in the environment), print a fresh admin key and the URLs, and serve."""
     settings = _settings_for_server(host, port, None, None, None)
+    simulator_url = f"http://{settings.host}:{start_simulator(settings.host, sim_port)}"
     services = Services.build(settings)
     try:
         result = initialize(services)
         admin = system_principal(result.organization)
         seed(services, admin)
+        vendors = configure_demo_gateway(services, admin, simulator_url)
         key = demo_admin_key(services, admin)
     finally:
         services.close()
     console.print("[bold]Capstan demo[/bold]  (SQLite in " + str(settings.home.resolve()) + ")")
     console.print(f"Admin key: [bold]{key.plaintext}[/bold]")
     console.print(_urls(settings))
+    console.print("Gateway: OpenAI-compatible at /v1, Anthropic at /v1/messages; aliases")
+    console.print(
+        "  chat-default, chat-anthropic, chat-gemini, chat-cohere, chat-bedrock, embed-default"
+    )
+    for line in vendors:
+        console.print("  " + line, markup=False)
     console.print(
         f"Try: curl -H 'Authorization: Bearer {key.plaintext}' "
         f"http://{settings.host}:{settings.port}/api/v1/departments"
