@@ -412,7 +412,7 @@ def test_anthropic_error_body_fits_the_schema() -> None:
 
 texts = st.text(min_size=1, max_size=20)
 names = st.from_regex(r"[a-z_]{1,10}", fullmatch=True)
-arguments = st.dictionaries(names, st.integers() | texts, max_size=3).map(
+arguments = st.dictionaries(names, st.integers(-(2**53), 2**53) | texts, max_size=3).map(
     lambda d: orjson.dumps(d).decode()
 )
 

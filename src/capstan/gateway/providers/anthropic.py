@@ -38,7 +38,7 @@ from capstan.gateway.providers.base import (
     Upstream,
     UpstreamError,
 )
-from capstan.gateway.providers.http import post_json, sse_events, upstream_post
+from capstan.gateway.providers.http import extra_headers, post_json, sse_events, upstream_post
 
 __all__ = [
     "AnthropicProvider",
@@ -62,9 +62,7 @@ def headers(upstream: Upstream, beta: str | None = None) -> dict[str, str]:
         result["x-api-key"] = upstream.api_key
     if beta:
         result["anthropic-beta"] = beta
-    extra = upstream.options.get("extra_headers")
-    if extra:
-        result.update({str(k): str(v) for k, v in orjson.loads(extra).items()})
+    result.update(extra_headers(upstream))
     return result
 
 

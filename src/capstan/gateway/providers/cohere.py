@@ -35,7 +35,7 @@ from capstan.gateway.providers.base import (
 )
 from capstan.gateway.providers.cohere_request import chat_body
 from capstan.gateway.providers.cohere_response import StreamTranslator, completion_from_cohere
-from capstan.gateway.providers.http import post_json, sse_events, upstream_post
+from capstan.gateway.providers.http import extra_headers, post_json, sse_events, upstream_post
 
 __all__ = ["CohereProvider", "embedding_response"]
 
@@ -135,18 +135,7 @@ def request_headers(upstream: Upstream, *, accept: str = "application/json") -> 
     headers = {"accept": accept}
     if upstream.api_key:
         headers["authorization"] = f"Bearer {upstream.api_key}"
-    extra = upstream.options.get("extra_headers")
-    if extra:
-        try:
-            parsed = orjson.loads(extra)
-        except orjson.JSONDecodeError:
-            parsed = None
-        if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
-            raise UpstreamError(
-                FailureKind.INVALID_REQUEST,
-                "the deployment's extra_headers option is not a JSON object of strings",
-            )
-        headers.update(parsed)
+    headers.update(extra_headers(upstream))
     return headers
 
 

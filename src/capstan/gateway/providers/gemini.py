@@ -10,7 +10,7 @@ embeddings to `:batchEmbedContents`. The translations live in `gemini_request` a
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -34,7 +34,7 @@ from capstan.gateway.providers.gemini_response import (
     embeddings,
     upstream_failure,
 )
-from capstan.gateway.providers.http import sse_events
+from capstan.gateway.providers.http import extra_headers, sse_events
 
 __all__ = ["GeminiProvider"]
 
@@ -96,11 +96,7 @@ def model_url(upstream: Upstream, method: str) -> str:
 
 def headers(upstream: Upstream) -> dict[str, str]:
     result = {"content-type": "application/json"}
-    extra = upstream.options.get("extra_headers")
-    if extra:
-        parsed = orjson.loads(extra)
-        if isinstance(parsed, Mapping):
-            result.update({str(k): str(v) for k, v in parsed.items()})
+    result.update(extra_headers(upstream))
     if upstream.api_key:
         result["x-goog-api-key"] = upstream.api_key
     return result

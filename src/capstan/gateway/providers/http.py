@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from capstan.gateway.providers.base import FailureKind, UpstreamError
+from capstan.gateway.providers.base import FailureKind, Upstream, UpstreamError
 
 _CONTEXT_HINTS = (
     "context length",
@@ -43,6 +43,23 @@ def failure_kind(status: int, message: str = "") -> FailureKind:
         503: FailureKind.OVERLOADED,
         529: FailureKind.OVERLOADED,
     }.get(status, FailureKind.SERVER if status >= 500 else FailureKind.INVALID_REQUEST)
+
+
+def extra_headers(upstream: Upstream) -> dict[str, str]:
+    """The deployment's `extra_headers` option (a JSON object of strings), for every adapter."""
+    extra = upstream.options.get("extra_headers")
+    if not extra:
+        return {}
+    try:
+        parsed = orjson.loads(extra)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
+        raise UpstreamError(
+            FailureKind.INVALID_REQUEST,
+            "the deployment's extra_headers option is not a JSON object of strings",
+        )
+    return {str(k): v for k, v in parsed.items()}
 
 
 def vendor_message(body: bytes) -> str:

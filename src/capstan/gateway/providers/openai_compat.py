@@ -28,7 +28,7 @@ from capstan.gateway.providers.base import (
     Upstream,
     UpstreamError,
 )
-from capstan.gateway.providers.http import post_json, sse_events, upstream_post
+from capstan.gateway.providers.http import extra_headers, post_json, sse_events, upstream_post
 
 AZURE_DEFAULT_API_VERSION = "2024-10-21"
 
@@ -50,9 +50,7 @@ def auth_headers(upstream: Upstream) -> dict[str, str]:
             headers["api-key"] = upstream.api_key
         else:
             headers["authorization"] = f"Bearer {upstream.api_key}"
-    extra = upstream.options.get("extra_headers")
-    if extra:
-        headers.update({str(k): str(v) for k, v in orjson.loads(extra).items()})
+    headers.update(extra_headers(upstream))
     return headers
 
 
