@@ -38,13 +38,19 @@ from referencing.jsonschema import DRAFT202012
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC_NAME = "openai-openapi.yaml"
+WORKPLACE_SPECS = Path("/work/shared/specs")
 CACHE_DIR = REPO / ".pytest_cache" / "capstan-specs"
 ROOT_URI = "urn:openai-openapi"
 
 
 def spec_path() -> Path:
-    """Where the specs live: `$CAPSTAN_TEST_SPECS`, else `shared/specs` in or beside the repo."""
-    candidates = [REPO / "shared" / "specs", REPO.parent / "shared" / "specs"]
+    """Where the specs live: `$CAPSTAN_TEST_SPECS`, else `shared/specs` in or beside the repo,
+    else the workplace's shared folder (so a clone made elsewhere, e.g. in /tmp, finds them)."""
+    candidates = [
+        REPO / "shared" / "specs",
+        REPO.parent / "shared" / "specs",
+        WORKPLACE_SPECS,
+    ]
     if os.environ.get("CAPSTAN_TEST_SPECS"):
         candidates.insert(0, Path(os.environ["CAPSTAN_TEST_SPECS"]))
     for folder in candidates:
