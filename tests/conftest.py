@@ -33,9 +33,10 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
 
 
 @pytest.fixture(scope="session")
-def postgres_template(worker_id: str) -> Iterator[PostgresTemplate]:
+def postgres_template() -> Iterator[PostgresTemplate]:
     require_postgres()
-    template = PostgresTemplate(worker_id)
+    # Named per xdist worker ("gw0", …), or "main" when pytest runs without xdist.
+    template = PostgresTemplate(os.environ.get("PYTEST_XDIST_WORKER", "main"))
     yield template
     template.close()
 

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from capstan.gateway import validation
-from capstan.gateway.attempts import first_answer, first_stream
+from capstan.gateway.attempts import close_stream, first_answer, first_stream
 from capstan.gateway.config.snapshot import Deployment
 from capstan.gateway.dialects.anthropic import (
     AnthropicStreamTranslator,
@@ -25,13 +25,13 @@ from capstan.gateway.dialects.anthropic import (
     to_openai_request,
 )
 from capstan.gateway.edge import (
+    Admitted,
     Endpoint,
     Handler,
-    authenticate,
+    admit,
     dialect_endpoint,
-    gateway_of,
+    event_stream,
     json_response,
-    read_json_body,
     served_headers,
 )
 from capstan.gateway.errors import GatewayError
@@ -54,17 +54,15 @@ def _stop(body: dict[str, Any]) -> list[str] | None:
 
 
 async def create_message(request: Request, request_id: str) -> Response:
-    gateway = gateway_of(request)
-    authenticate(gateway.services, request)
-    body = await read_json_body(request, gateway.services.settings.max_body_bytes)
-    model = validation.messages_request(body)
-    targets = await gateway.targets(model)
+    admitted = await admit(request, validation.messages_request)
+    gateway, body, model = admitted.gateway, admitted.body, admitted.model
     beta = request.headers.get("anthropic-beta")
+    # Translated once, and only when some candidate is not an Anthropic upstream.
     translated: dict[str, Any] | None = None
-    if any(d.kind != NATIVE_KIND for d in targets):
+    if any(d.kind != NATIVE_KIND for d in admitted.targets):
         translated = to_openai_request(body)
     if body.get("stream"):
-        return await _stream(gateway, body, translated, targets, beta, model, request_id)
+        return await _stream(admitted, translated, beta, request_id)
 
     async def call(deployment: Deployment) -> dict[str, Any]:
         if deployment.kind == NATIVE_KIND:
@@ -74,42 +72,29 @@ async def create_message(request: Request, request_id: str) -> Response:
         completion = await provider.chat(gateway.http, deployment.upstream, translated)
         return to_anthropic_message(completion, model, _stop(body))
 
-    message, served = await first_answer(targets, call, gateway.latency)
+    message, served = await first_answer(admitted.targets, call, gateway.latency)
     return json_response(message, headers=served_headers(request_id, served))
 
 
 async def _stream(
-    gateway: Gateway,
-    body: dict[str, Any],
-    translated: dict[str, Any] | None,
-    targets: list[Deployment],
-    beta: str | None,
-    model: str,
-    request_id: str,
+    admitted: Admitted, translated: dict[str, Any] | None, beta: str | None, request_id: str
 ) -> Response:
+    gateway, body = admitted.gateway, admitted.body
+
     def open_stream(deployment: Deployment) -> AsyncIterator[Event]:
         if deployment.kind == NATIVE_KIND:
             return anthropic_wire.stream_messages(gateway.http, deployment.upstream, body, beta)
         assert translated is not None
-        return _translated_stream(gateway, deployment, translated, model, _stop(body))
+        return _translated_stream(gateway, deployment, translated, admitted.model, _stop(body))
 
-    first, rest, served = await first_stream(targets, open_stream, gateway.latency)
-
-    async def events() -> AsyncIterator[bytes]:
-        try:
-            event: Event | None = first
-            while event is not None:
-                yield sse_bytes(*event)
-                event = await anext(rest, None)
-        except Exception as exc:  # after the first byte: Anthropic's error event, then end
-            yield sse_bytes("error", GatewayError.of(exc).anthropic_body())
-        finally:
-            await rest.aclose()  # type: ignore[attr-defined]
-
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={**served_headers(request_id, served), "cache-control": "no-cache"},
+    first, rest, served = await first_stream(admitted.targets, open_stream, gateway.latency)
+    return event_stream(
+        first,
+        rest,
+        encode=lambda event: sse_bytes(*event),
+        error_event=lambda error: sse_bytes("error", error.anthropic_body()),
+        end=b"",
+        headers=served_headers(request_id, served),
     )
 
 
@@ -128,7 +113,7 @@ async def _translated_stream(
             for event in translator.feed(chunk):
                 yield event
     finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
+        await close_stream(chunks)
     for event in translator.finish():
         yield event
 
@@ -136,11 +121,8 @@ async def _translated_stream(
 async def count_tokens(request: Request, request_id: str) -> Response:
     """Anthropic upstreams count exactly; for others the count is an estimate (characters / 4),
     said so in `x-capstan-estimated: true`."""
-    gateway = gateway_of(request)
-    authenticate(gateway.services, request)
-    body = await read_json_body(request, gateway.services.settings.max_body_bytes)
-    model = validation.count_tokens_request(body)
-    targets = await gateway.targets(model)
+    admitted = await admit(request, validation.count_tokens_request)
+    gateway, body, targets = admitted.gateway, admitted.body, admitted.targets
     headers = {"x-capstan-request-id": request_id}
     native = next((d for d in targets if d.kind == NATIVE_KIND), None)
     if native is not None:

@@ -10,11 +10,12 @@ first item arrived: after that nothing is retried, because the client may alread
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from capstan.gateway.config.snapshot import Deployment
+from capstan.gateway.config.specs import SECRET_OPTIONS
 from capstan.gateway.providers.base import FailureKind, UpstreamError
 from capstan.gateway.routing import LatencyTracker
 
@@ -39,7 +40,7 @@ def redact(error: UpstreamError, deployment: Deployment) -> None:
     """Remove the deployment's credentials from a vendor's error message, wherever it quotes
     them, before the message can reach a client or a log."""
     upstream = deployment.upstream
-    secrets = [upstream.api_key, *upstream.options.values()]
+    secrets = [upstream.api_key, *(upstream.options.get(name) for name in SECRET_OPTIONS)]
     for secret in secrets:
         if secret and len(secret) >= 8 and secret in error.message:
             error.message = error.message.replace(secret, "[redacted]")
@@ -74,11 +75,30 @@ async def first_answer(
     raise last
 
 
+async def close_stream(stream: AsyncIterator[object]) -> None:
+    """Close an upstream stream (and so its connection) early, e.g. when the client left."""
+    closer = getattr(stream, "aclose", None)
+    if closer is not None:
+        await closer()
+
+
+async def _redacting(stream: AsyncIterator[T], deployment: Deployment) -> AsyncGenerator[T, None]:
+    """The rest of a stream, with credentials redacted from a failure that ends it."""
+    try:
+        async for item in stream:
+            yield item
+    except UpstreamError as exc:
+        redact(exc, deployment)
+        raise
+    finally:
+        await close_stream(stream)
+
+
 async def first_stream(
     candidates: Sequence[Deployment],
     open_stream: Callable[[Deployment], AsyncIterator[T]],
     latency: LatencyTracker,
-) -> tuple[T, AsyncIterator[T], Served]:
+) -> tuple[T, AsyncGenerator[T, None], Served]:
     """The first candidate whose stream yields a first item: (that item, the rest, who)."""
     last: UpstreamError | None = None
     for attempt, deployment in enumerate(candidates, 1):
@@ -96,6 +116,6 @@ async def first_stream(
             last = exc
             continue
         latency.observe(deployment.name, time.monotonic() - started)
-        return first, stream, Served(deployment, attempt)
+        return first, _redacting(stream, deployment), Served(deployment, attempt)
     assert last is not None, "no candidates"
     raise last

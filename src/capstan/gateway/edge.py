@@ -1,14 +1,16 @@
-"""What every data-plane route does first and last: read a bounded JSON body, authenticate the
-caller for model calls, and write JSON or SSE with orjson (no pydantic on the hot path)."""
+"""What every data-plane route does first and last: authenticate the caller for model calls,
+read a bounded JSON body, find the deployments to try, and write JSON or SSE with orjson (no
+pydantic on the hot path), with errors in the route's dialect."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from capstan.api.auth import presented_key
 from capstan.errors import CapstanError
@@ -20,7 +22,10 @@ from capstan.services import Services
 
 if TYPE_CHECKING:
     from capstan.gateway.attempts import Served
+    from capstan.gateway.config.snapshot import Deployment
     from capstan.gateway.runtime import Gateway
+
+T = TypeVar("T")
 
 
 async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
@@ -45,10 +50,10 @@ async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
     return body
 
 
-def authenticate(services: Services, request: Request) -> Principal:
+async def authenticate(services: Services, request: Request) -> Principal:
     """The caller, allowed to invoke models; 401/403 as `GatewayError` for either dialect."""
     try:
-        principal = services.authenticator.authenticate(presented_key(request))
+        principal = await services.authenticator.authenticate_async(presented_key(request))
         principal.require(Permission.MODELS_INVOKE)
     except CapstanError as exc:
         kind = "authentication_error" if exc.status == 401 else "permission_error"
@@ -62,6 +67,64 @@ def json_response(
 ) -> Response:
     return Response(
         orjson.dumps(data), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A request that passed the edge: who asked, for what, and where it may go."""
+
+    gateway: Gateway
+    principal: Principal
+    body: dict[str, Any]
+    model: str
+    targets: list[Deployment]
+
+
+async def admit(request: Request, validate: Callable[[dict[str, Any]], str]) -> Admitted:
+    """Authenticate, read and validate the body (`validate` returns the model asked for), and
+    resolve the model to the deployments to try, in order."""
+    gateway = gateway_of(request)
+    principal = await authenticate(gateway.services, request)
+    body = await read_json_body(request, gateway.services.settings.max_body_bytes)
+    model = validate(body)
+    return Admitted(gateway, principal, body, model, await gateway.targets(model))
+
+
+def event_stream(
+    first: T,
+    rest: AsyncGenerator[T, None],
+    *,
+    encode: Callable[[T], bytes | None],
+    error_event: Callable[[GatewayError], bytes],
+    end: bytes,
+    headers: dict[str, str],
+) -> StreamingResponse:
+    """An SSE response from a stream whose first item already arrived. `encode` frames an item
+    (None skips it); a failure after the first byte becomes `error_event`, in the client's
+    dialect, and ends the stream; the upstream stream is closed whatever happens, so a client
+    that leaves cancels the upstream call."""
+
+    async def frames() -> AsyncIterator[bytes]:
+        try:
+            item: T | None = first
+            while item is not None:
+                frame = encode(item)
+                if frame is not None:
+                    yield frame
+                item = await anext(rest, None)
+        except Exception as exc:
+            yield error_event(GatewayError.of(exc))
+            return
+        finally:
+            await rest.aclose()
+        if end:
+            yield end
+
+    return StreamingResponse(
+        frames(),
+        media_type="text/event-stream",
+        headers={**headers, "cache-control": "no-cache"},
     )
 
 

@@ -8,10 +8,13 @@ write `{"error": {"message", "type", "param", "code"}}` and `/v1/messages` write
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from capstan.gateway.dialects.anthropic import anthropic_error
 from capstan.gateway.providers.base import FailureKind, TranslationError, UpstreamError
+
+log = logging.getLogger(__name__)
 
 # Upstream failure → (status to the client, OpenAI error type, code).
 _UPSTREAM: dict[FailureKind, tuple[int, str, str]] = {
@@ -65,6 +68,7 @@ class GatewayError(Exception):
                 # never relay their words; the key is the gateway's, not the client's.
                 message = "the upstream rejected the gateway's credentials for this provider"
             return cls(status, message, type=kind, code=code, retry_after=exc.retry_after)
+        log.error("unexpected error on the data plane", exc_info=exc)
         return cls(500, "internal error", type="server_error", code="internal_error")
 
     def openai_body(self) -> dict[str, Any]:

@@ -13,24 +13,25 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from capstan.gateway import validation
 from capstan.gateway.attempts import first_answer, first_stream
 from capstan.gateway.config.snapshot import Alias, Deployment
 from capstan.gateway.edge import (
+    Admitted,
     Endpoint,
     Handler,
+    admit,
     authenticate,
     dialect_endpoint,
+    event_stream,
     gateway_of,
     json_response,
-    read_json_body,
     served_headers,
 )
 from capstan.gateway.errors import GatewayError
-from capstan.gateway.runtime import Gateway
 
 
 def openai_endpoint(handler: Handler) -> Endpoint:
@@ -38,73 +39,53 @@ def openai_endpoint(handler: Handler) -> Endpoint:
 
 
 async def chat_completions(request: Request, request_id: str) -> Response:
-    gateway = gateway_of(request)
-    authenticate(gateway.services, request)
-    body = await read_json_body(request, gateway.services.settings.max_body_bytes)
-    model = validation.chat_request(body)
-    targets = await gateway.targets(model)
+    admitted = await admit(request, validation.chat_request)
+    gateway, body = admitted.gateway, admitted.body
     if body.get("stream"):
-        return await _stream_chat(gateway, body, targets, request_id)
+        return await _stream_chat(admitted, request_id)
 
     async def call(deployment: Deployment) -> dict[str, Any]:
         provider = gateway.provider(deployment.kind)
         return await provider.chat(gateway.http, deployment.upstream, body)
 
-    completion, served = await first_answer(targets, call, gateway.latency)
+    completion, served = await first_answer(admitted.targets, call, gateway.latency)
     return json_response(completion, headers=served_headers(request_id, served))
 
 
-async def _stream_chat(
-    gateway: Gateway, body: dict[str, Any], targets: list[Deployment], request_id: str
-) -> Response:
+async def _stream_chat(admitted: Admitted, request_id: str) -> Response:
+    gateway, body = admitted.gateway, admitted.body
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
     def open_stream(deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
         provider = gateway.provider(deployment.kind)
         return provider.stream_chat(gateway.http, deployment.upstream, body)
 
-    first, rest, served = await first_stream(targets, open_stream, gateway.latency)
+    def encode(chunk: dict[str, Any]) -> bytes | None:
+        # Adapters always end with a usage chunk (for pricing); the client gets it on request.
+        if not wants_usage and chunk.get("usage") and not chunk.get("choices"):
+            return None
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
-    async def events() -> AsyncIterator[bytes]:
-        try:
-            chunk: dict[str, Any] | None = first
-            while chunk is not None:
-                if wants_usage or chunk.get("choices") or not chunk.get("usage"):
-                    yield b"data: " + orjson.dumps(chunk) + b"\n\n"
-                chunk = await anext(rest, None)
-        except Exception as exc:  # after the first byte: a well-formed error event, then end
-            error = GatewayError.of(exc)
-            yield b"data: " + orjson.dumps(error.openai_body()) + b"\n\n"
-            return
-        finally:
-            await _close(rest)
-        yield b"data: [DONE]\n\n"
-
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={**served_headers(request_id, served), "cache-control": "no-cache"},
+    first, rest, served = await first_stream(admitted.targets, open_stream, gateway.latency)
+    return event_stream(
+        first,
+        rest,
+        encode=encode,
+        error_event=lambda error: b"data: " + orjson.dumps(error.openai_body()) + b"\n\n",
+        end=b"data: [DONE]\n\n",
+        headers=served_headers(request_id, served),
     )
 
 
-async def _close(stream: AsyncIterator[Any]) -> None:
-    closer = getattr(stream, "aclose", None)
-    if closer is not None:
-        await closer()
-
-
 async def embeddings(request: Request, request_id: str) -> Response:
-    gateway = gateway_of(request)
-    authenticate(gateway.services, request)
-    body = await read_json_body(request, gateway.services.settings.max_body_bytes)
-    model = validation.embeddings_request(body)
-    targets = await gateway.targets(model)
+    admitted = await admit(request, validation.embeddings_request)
+    gateway = admitted.gateway
 
     async def call(deployment: Deployment) -> dict[str, Any]:
         provider = gateway.provider(deployment.kind)
-        return await provider.embed(gateway.http, deployment.upstream, body)
+        return await provider.embed(gateway.http, deployment.upstream, admitted.body)
 
-    result, served = await first_answer(targets, call, gateway.latency)
+    result, served = await first_answer(admitted.targets, call, gateway.latency)
     return json_response(result, headers=served_headers(request_id, served))
 
 
@@ -114,7 +95,7 @@ def _model_entry(name: str, owner: str) -> dict[str, Any]:
 
 async def list_models(request: Request, request_id: str) -> Response:
     gateway = gateway_of(request)
-    authenticate(gateway.services, request)
+    await authenticate(gateway.services, request)
     table = await gateway.routing_table()
     data = [_model_entry(name, "capstan") for name in sorted(table.aliases)]
     data += [_model_entry(name, d.provider) for name, d in sorted(table.deployments.items())]
@@ -125,7 +106,7 @@ async def list_models(request: Request, request_id: str) -> Response:
 
 async def get_model(request: Request, request_id: str) -> Response:
     gateway = gateway_of(request)
-    authenticate(gateway.services, request)
+    await authenticate(gateway.services, request)
     name = request.path_params["model"]
     found = (await gateway.routing_table()).resolve(name)
     if found is None:

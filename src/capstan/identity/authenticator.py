@@ -7,6 +7,7 @@ every call against the cached expiry, so an expired key fails on time without a 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -31,6 +32,7 @@ class _Revoked:
 
 
 _REVOKED = _Revoked()
+_Entry = Principal | _Revoked | None
 
 
 class Authenticator:
@@ -40,23 +42,49 @@ class Authenticator:
         self.store = store
         self.clock = clock
         self.size = size
-        self._cache: OrderedDict[str, Principal | _Revoked | None] = OrderedDict()
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
+        self._generation = 0  # bumped by every clear()
 
     def authenticate(self, presented: str | None) -> Principal:
-        if not presented:
-            raise Unauthenticated("an API key is required (Authorization: Bearer cap_…)")
-        digest = hash_key(presented)
+        digest = _digest(presented)
+        found, generation = self._cached(digest)
+        if found is _MISSING:
+            found = self._remember(digest, self._lookup(digest), generation)
+        return self._judge(found)
+
+    async def authenticate_async(self, presented: str | None) -> Principal:
+        """`authenticate` for the event loop: a cache miss reads the database in a thread."""
+        digest = _digest(presented)
+        found, generation = self._cached(digest)
+        if found is _MISSING:
+            looked_up = await asyncio.to_thread(self._lookup, digest)
+            found = self._remember(digest, looked_up, generation)
+        return self._judge(found)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+            self._generation += 1
+
+    def _cached(self, digest: str) -> tuple[object, int]:
         with self._lock:
             found = self._cache.get(digest, _MISSING)
             if found is not _MISSING:
                 self._cache.move_to_end(digest)
-        if found is _MISSING:
-            found = self._lookup(digest)
-            with self._lock:
+            return found, self._generation
+
+    def _remember(self, digest: str, found: _Entry, generation: int) -> _Entry:
+        """Cache a lookup, unless the cache was cleared while it ran: the row it read may be
+        the one a revocation just changed, and caching it would undo the revocation."""
+        with self._lock:
+            if generation == self._generation:
                 self._cache[digest] = found
                 if len(self._cache) > self.size:
                     self._cache.popitem(last=False)
+        return found
+
+    def _judge(self, found: object) -> Principal:
         if found is None:
             raise Unauthenticated("unknown API key")
         if isinstance(found, _Revoked):
@@ -66,11 +94,7 @@ class Authenticator:
             raise Unauthenticated("this API key has expired")
         return found
 
-    def clear(self) -> None:
-        with self._lock:
-            self._cache.clear()
-
-    def _lookup(self, digest: str) -> Principal | _Revoked | None:
+    def _lookup(self, digest: str) -> _Entry:
         with self.store.read() as session:
             key = session.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).one_or_none()
         if key is None:
@@ -87,3 +111,9 @@ class Authenticator:
 
 
 _MISSING = object()
+
+
+def _digest(presented: str | None) -> str:
+    if not presented:
+        raise Unauthenticated("an API key is required (Authorization: Bearer cap_…)")
+    return hash_key(presented)
