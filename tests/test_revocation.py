@@ -8,6 +8,8 @@ import httpx
 import pytest
 
 from capstan.config import Settings
+from capstan.errors import Unauthenticated
+from capstan.identity.key_material import hash_key
 from tests.apiclient import bearer, make_key
 from tests.conftest import Capstan
 from tests.databases import require_redis
@@ -63,3 +65,20 @@ def test_with_redis_a_revocation_is_pushed_to_replicas_without_waiting_for_a_pol
     finally:
         first.stop()
         second.stop()
+
+
+def test_a_lookup_that_raced_a_revocation_is_not_cached(capstan: Capstan) -> None:
+    """A lookup reads the key, the key is revoked and the cache cleared, then the lookup
+    finishes: its stale answer must not be cached, or the revocation would be undone."""
+    authenticator = capstan.services.authenticator
+    principal = authenticator.authenticate(capstan.admin_key)
+    authenticator.clear()
+    digest = hash_key(capstan.admin_key)
+    _, generation = authenticator._cached(digest)
+    stale = authenticator._lookup(digest)  # read before the revocation lands
+    assert principal.key_id is not None
+    capstan.services.keys.revoke(principal, principal.key_id)
+    authenticator.clear()  # what the config watcher does on the version bump
+    authenticator._remember(digest, stale, generation)
+    with pytest.raises(Unauthenticated, match="revoked"):
+        authenticator.authenticate(capstan.admin_key)
