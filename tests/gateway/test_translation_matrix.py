@@ -5,16 +5,13 @@ round trip; every OpenAI-dialect response and chunk must match OpenAI's publishe
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
-import httpx2
 import openai
 import pytest
 
-from tests.gateway_setup import DEPLOYMENTS, GatewayUnderTest, start_gateway
+from tests.gateway.setup import DEPLOYMENTS
 from tests.openai_spec import WireRecorder, validate_openai_exchange
 
 KINDS = list(DEPLOYMENTS)
@@ -39,33 +36,6 @@ ANTHROPIC_TOOL = {
 }
 COMPLETION = "CreateChatCompletionResponse"
 CHUNK = "CreateChatCompletionStreamResponse"
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayUnderTest]:
-    yield from start_gateway(Path(tmp_path_factory.mktemp("gateway")))
-
-
-@pytest.fixture
-def recorder() -> WireRecorder:
-    return WireRecorder()
-
-
-@pytest.fixture
-def openai_client(gateway: GatewayUnderTest, recorder: WireRecorder) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=gateway.url + "/v1",
-        api_key=gateway.key,
-        max_retries=0,
-        http_client=httpx2.Client(transport=recorder),
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-def anthropic_client(gateway: GatewayUnderTest) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0) as client:
-        yield client
 
 
 def user(text: str = PROMPT) -> list[Any]:

@@ -5,50 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import httpx2
 import openai
 import pytest
 
-from tests.gateway_setup import (
+from tests.gateway.setup import (
     DEPLOYMENTS,
     GatewayUnderTest,
-    clean_simulator,
-    start_gateway,
 )
 from tests.openai_spec import WireRecorder, validate_openai, validate_openai_exchange
 
 OPENAI = DEPLOYMENTS["openai"]
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayUnderTest]:
-    yield from start_gateway(Path(tmp_path_factory.mktemp("gateway")))
-
-
-@pytest.fixture(autouse=True)
-def _no_faults(gateway: GatewayUnderTest) -> Iterator[None]:
-    yield
-    clean_simulator(gateway)
-
-
-@pytest.fixture
-def recorder() -> WireRecorder:
-    return WireRecorder()
-
-
-@pytest.fixture
-def client(gateway: GatewayUnderTest, recorder: WireRecorder) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=gateway.url + "/v1",
-        api_key=gateway.key,
-        max_retries=0,
-        http_client=httpx2.Client(transport=recorder),
-    ) as sdk:
-        yield sdk
 
 
 def chat(gateway: GatewayUnderTest, body: object, **headers: str) -> httpx.Response:
@@ -74,10 +42,10 @@ def test_the_async_client_works(gateway: GatewayUnderTest) -> None:
 
 
 def test_a_stream_without_include_usage_carries_no_usage_chunk(
-    client: openai.OpenAI, recorder: WireRecorder
+    openai_client: openai.OpenAI, recorder: WireRecorder
 ) -> None:
     chunks = list(
-        client.chat.completions.create(
+        openai_client.chat.completions.create(
             model=OPENAI, messages=[{"role": "user", "content": "hi"}], stream=True
         )
     )
@@ -108,10 +76,10 @@ def test_the_key_may_come_in_x_api_key(gateway: GatewayUnderTest) -> None:
 
 
 def test_embeddings_in_the_sdk_default_base64_and_in_floats(
-    client: openai.OpenAI, recorder: WireRecorder
+    openai_client: openai.OpenAI, recorder: WireRecorder
 ) -> None:
-    default = client.embeddings.create(model="embed-small@sim-openai", input=["a", "b c"])
-    floats = client.embeddings.create(
+    default = openai_client.embeddings.create(model="embed-small@sim-openai", input=["a", "b c"])
+    floats = openai_client.embeddings.create(
         model="embed-small@sim-openai", input="a", encoding_format="float"
     )
     validate_openai_exchange(recorder.last, "CreateEmbeddingResponse")
@@ -132,10 +100,10 @@ def test_base64_embeddings_are_little_endian_float32(gateway: GatewayUnderTest) 
     assert len(raw) // 4 == 1536
 
 
-def test_models_lists_aliases_and_deployments(client: openai.OpenAI) -> None:
-    ids = {model.id for model in client.models.list()}
+def test_models_lists_aliases_and_deployments(openai_client: openai.OpenAI) -> None:
+    ids = {model.id for model in openai_client.models.list()}
     assert {"chat-default", "chat-with-fallback", *DEPLOYMENTS.values()} <= ids
-    assert client.models.retrieve("chat-default").id == "chat-default"
+    assert openai_client.models.retrieve("chat-default").id == "chat-default"
 
 
 def test_the_model_list_matches_the_spec(gateway: GatewayUnderTest) -> None:
@@ -152,12 +120,14 @@ def test_an_unknown_key_is_an_authentication_error(gateway: GatewayUnderTest) ->
         sdk.chat.completions.create(model=OPENAI, messages=[{"role": "user", "content": "x"}])
 
 
-def test_an_unknown_model_is_a_not_found_error(client: openai.OpenAI) -> None:
+def test_an_unknown_model_is_a_not_found_error(openai_client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+        openai_client.chat.completions.create(
+            model="nope", messages=[{"role": "user", "content": "x"}]
+        )
     assert caught.value.code == "model_not_found"
     with pytest.raises(openai.NotFoundError):
-        client.models.retrieve("nope")
+        openai_client.models.retrieve("nope")
 
 
 @pytest.mark.parametrize(
@@ -201,9 +171,11 @@ def test_a_body_over_the_limit_is_a_413(gateway: GatewayUnderTest) -> None:
     assert response.json()["error"]["code"] == "body_too_large"
 
 
-def test_a_feature_the_upstream_cannot_express_is_a_400_naming_it(client: openai.OpenAI) -> None:
+def test_a_feature_the_upstream_cannot_express_is_a_400_naming_it(
+    openai_client: openai.OpenAI,
+) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(
+        openai_client.chat.completions.create(
             model=DEPLOYMENTS["anthropic"],
             messages=[{"role": "user", "content": "x"}],
             n=2,
@@ -212,14 +184,16 @@ def test_a_feature_the_upstream_cannot_express_is_a_400_naming_it(client: openai
 
 
 def test_an_upstream_rate_limit_is_a_rate_limit_error_with_retry_after(
-    gateway: GatewayUnderTest, client: openai.OpenAI
+    gateway: GatewayUnderTest, openai_client: openai.OpenAI
 ) -> None:
     httpx.put(
         f"{gateway.simulator}/_sim/faults",
         json={"model": "gpt-4o-mini", "burst_429": 5, "retry_after_s": 7},
     ).raise_for_status()
     with pytest.raises(openai.RateLimitError) as caught:
-        client.chat.completions.create(model=OPENAI, messages=[{"role": "user", "content": "x"}])
+        openai_client.chat.completions.create(
+            model=OPENAI, messages=[{"role": "user", "content": "x"}]
+        )
     assert caught.value.response.headers["retry-after"] == "7"
 
 
@@ -235,9 +209,11 @@ def test_a_failing_deployment_falls_back_without_leaking_its_credentials(
     assert "bad-key" not in failed.text
 
 
-def test_a_model_the_vendor_does_not_know_is_a_not_found_error(client: openai.OpenAI) -> None:
+def test_a_model_the_vendor_does_not_know_is_a_not_found_error(
+    openai_client: openai.OpenAI,
+) -> None:
     with pytest.raises(openai.NotFoundError):
-        client.chat.completions.create(
+        openai_client.chat.completions.create(
             model="missing@sim-openai", messages=[{"role": "user", "content": "x"}]
         )
 

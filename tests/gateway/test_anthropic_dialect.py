@@ -4,34 +4,15 @@ token counting, and errors as the SDK's own exception classes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import anthropic
 import httpx
 import pytest
 
-from tests.gateway_setup import DEPLOYMENTS, GatewayUnderTest, clean_simulator, start_gateway
+from tests.gateway.setup import DEPLOYMENTS, GatewayUnderTest
 
 CLAUDE = DEPLOYMENTS["anthropic"]
 HELLO = [{"role": "user", "content": "hello from the anthropic sdk"}]
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayUnderTest]:
-    yield from start_gateway(Path(tmp_path_factory.mktemp("gateway")))
-
-
-@pytest.fixture(autouse=True)
-def _no_faults(gateway: GatewayUnderTest) -> Iterator[None]:
-    yield
-    clean_simulator(gateway)
-
-
-@pytest.fixture
-def client(gateway: GatewayUnderTest) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0) as sdk:
-        yield sdk
 
 
 def test_the_async_client_streams(gateway: GatewayUnderTest) -> None:
@@ -48,9 +29,9 @@ def test_the_async_client_streams(gateway: GatewayUnderTest) -> None:
 
 
 def test_the_beta_header_and_system_blocks_reach_an_anthropic_upstream(
-    gateway: GatewayUnderTest, client: anthropic.Anthropic
+    gateway: GatewayUnderTest, anthropic_client: anthropic.Anthropic
 ) -> None:
-    client.messages.create(
+    anthropic_client.messages.create(
         model=CLAUDE,
         max_tokens=50,
         system=[{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
@@ -63,8 +44,8 @@ def test_the_beta_header_and_system_blocks_reach_an_anthropic_upstream(
     assert received["body"]["system"][0]["cache_control"] == {"type": "ephemeral"}
 
 
-def test_extended_thinking_passes_through_natively(client: anthropic.Anthropic) -> None:
-    message = client.messages.create(
+def test_extended_thinking_passes_through_natively(anthropic_client: anthropic.Anthropic) -> None:
+    message = anthropic_client.messages.create(
         model=CLAUDE,
         max_tokens=3000,
         thinking={"type": "enabled", "budget_tokens": 1024},
@@ -75,9 +56,9 @@ def test_extended_thinking_passes_through_natively(client: anthropic.Anthropic) 
 
 
 def test_count_tokens_is_exact_for_anthropic_and_estimated_elsewhere(
-    gateway: GatewayUnderTest, client: anthropic.Anthropic
+    gateway: GatewayUnderTest, anthropic_client: anthropic.Anthropic
 ) -> None:
-    counted = client.messages.count_tokens(model=CLAUDE, messages=HELLO)
+    counted = anthropic_client.messages.count_tokens(model=CLAUDE, messages=HELLO)
     assert counted.input_tokens == len(HELLO[0]["content"].split())
     response = httpx.post(
         f"{gateway.url}/v1/messages/count_tokens",
@@ -98,9 +79,9 @@ def test_an_unknown_key_is_an_authentication_error(gateway: GatewayUnderTest) ->
         sdk.messages.create(model=CLAUDE, max_tokens=10, messages=HELLO)
 
 
-def test_an_unknown_model_is_a_not_found_error(client: anthropic.Anthropic) -> None:
+def test_an_unknown_model_is_a_not_found_error(anthropic_client: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.NotFoundError):
-        client.messages.create(model="nope", max_tokens=10, messages=HELLO)
+        anthropic_client.messages.create(model="nope", max_tokens=10, messages=HELLO)
 
 
 @pytest.mark.parametrize(
@@ -127,25 +108,25 @@ def test_bad_input_is_a_400_in_anthropic_shape(
 
 
 def test_an_upstream_rate_limit_is_a_rate_limit_error(
-    gateway: GatewayUnderTest, client: anthropic.Anthropic
+    gateway: GatewayUnderTest, anthropic_client: anthropic.Anthropic
 ) -> None:
     httpx.put(
         f"{gateway.simulator}/_sim/faults",
         json={"model": "claude-simulated", "burst_429": 5},
     ).raise_for_status()
     with pytest.raises(anthropic.RateLimitError):
-        client.messages.create(model=CLAUDE, max_tokens=10, messages=HELLO)
+        anthropic_client.messages.create(model=CLAUDE, max_tokens=10, messages=HELLO)
 
 
 def test_an_upstream_outage_is_a_server_error_in_anthropic_shape(
-    gateway: GatewayUnderTest, client: anthropic.Anthropic
+    gateway: GatewayUnderTest, anthropic_client: anthropic.Anthropic
 ) -> None:
     httpx.put(
         f"{gateway.simulator}/_sim/faults",
         json={"model": "gemini-2.0-flash", "error_rate": 1.0, "error_status": 500},
     ).raise_for_status()
     with pytest.raises(anthropic.InternalServerError):
-        client.messages.create(model=DEPLOYMENTS["gemini"], max_tokens=10, messages=HELLO)
+        anthropic_client.messages.create(model=DEPLOYMENTS["gemini"], max_tokens=10, messages=HELLO)
 
 
 def test_a_stream_cut_after_its_first_bytes_ends_with_an_error_event(
