@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import core
+from bench import core, gateway
 
-SUITES = {"core": core.run}
+SUITES = {"core": core.run, "gateway": gateway.run}
 
 
 def main(argv: list[str]) -> int:
