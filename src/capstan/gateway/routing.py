@@ -37,26 +37,26 @@ def candidates(
     latency: Mapping[str, float] | None = None,
 ) -> list[Deployment]:
     """Deployments for `name` (an alias or a deployment), best first; empty if unknown."""
-    ordered: list[Deployment] = []
-    seen_names: set[str] = set()
+    ordered: dict[str, Deployment] = {}  # by name, in the order to try them
+    visited: set[str] = set()
 
     def visit(current: str) -> None:
-        if current in seen_names:
+        if current in visited:
             return
-        seen_names.add(current)
+        visited.add(current)
         found = table.resolve(current)
         if isinstance(found, Alias):
             for deployment_name in order_targets(found, table, rng, latency or {}):
                 deployment = table.deployments.get(deployment_name)
-                if deployment is not None and deployment not in ordered:
-                    ordered.append(deployment)
+                if deployment is not None:
+                    ordered.setdefault(deployment_name, deployment)
             for fallback in found.fallbacks:
                 visit(fallback)
-        elif found is not None and found not in ordered:
-            ordered.append(found)
+        elif found is not None:
+            ordered.setdefault(found.name, found)
 
     visit(name)
-    return ordered
+    return list(ordered.values())
 
 
 def order_targets(
