@@ -29,16 +29,20 @@ def build_app(
     *,
     services: Services | None = None,
     local_principal: Principal | None = None,
+    data_plane: bool = True,
 ) -> FastAPI:
     """The whole HTTP surface. `local_principal` is for the CLI's in-process mode, where whoever
-    can read `$CAPSTAN_HOME` already holds every secret and acts as a local administrator."""
+    can read `$CAPSTAN_HOME` already holds every secret and acts as a local administrator; that
+    mode also passes `data_plane=False`, since a one-shot command serves no model calls and
+    need not open an upstream pool or load the routing table."""
     services = services or Services.build(settings)
 
     gateway = Gateway(services)
 
     def config_changed() -> None:
         services.authenticator.clear()
-        gateway.config_changed()
+        if data_plane:
+            gateway.config_changed()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -49,7 +53,8 @@ def build_app(
             loop.call_soon_threadsafe(config_changed)
 
         stop_listening = services.versions.listen(committed_here)
-        await gateway.start()
+        if data_plane:
+            await gateway.start()
         await watcher.start()
         try:
             yield
@@ -79,7 +84,8 @@ def build_app(
     api.include_router(gateway_config_api.router)
     app.include_router(api)
     app.include_router(health.router)
-    app.router.routes.extend([*openai_api.routes, *anthropic_api.routes])
+    if data_plane:
+        app.router.routes.extend([*openai_api.routes, *anthropic_api.routes])
     return app
 
 

@@ -116,7 +116,10 @@ def local_app() -> Iterator[httpx.Client]:
 
     with local_services() as services:
         app = build_app(
-            services.settings, services=services, local_principal=local_principal(services)
+            services.settings,
+            services=services,
+            local_principal=local_principal(services),
+            data_plane=False,
         )
         with in_process_client(app) as http:
             yield http
