@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
-SPEC = Path("/work/shared/specs/anthropic-openapi-stainless-2024-11.json")
+from tests.openai_spec import spec_path
+
+SPEC_NAME = "anthropic-openapi-stainless-2024-11.json"  # found beside OpenAI's document
 
 
 @cache
 def _components() -> dict[str, Any]:
-    components: dict[str, Any] = _without_null_types(json.loads(SPEC.read_text())["components"])
+    components: dict[str, Any] = _without_null_types(
+        json.loads((spec_path().parent / SPEC_NAME).read_text())["components"]
+    )
     return components
 
 

@@ -17,6 +17,7 @@ from tests.databases import PostgresTemplate, SqliteTemplate, require_postgres
 from tests.servers import RunningServer, start_server
 
 TEST_MASTER_KEY = "dGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmctISE="  # base64 of 32 test bytes
+pytest_plugins = ["tests.simulator_fixtures"]  # the upstream simulator and SDK clients on it
 
 
 @pytest.fixture(autouse=True)

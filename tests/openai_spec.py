@@ -41,6 +41,9 @@ SPEC_NAME = "openai-openapi.yaml"
 WORKPLACE_SPECS = Path("/work/shared/specs")
 CACHE_DIR = REPO / ".pytest_cache" / "capstan-specs"
 ROOT_URI = "urn:openai-openapi"
+# The schemas of a chat completion and of one chunk of its stream.
+COMPLETION = "CreateChatCompletionResponse"
+CHUNK = "CreateChatCompletionStreamResponse"
 
 
 def spec_path() -> Path:

@@ -3,13 +3,11 @@ and the Anthropic dialect's output read back by the official Anthropic SDK."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
 import aiohttp
 import anthropic
-import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,25 +28,18 @@ from capstan.gateway.providers.base import (
     Upstream,
     UpstreamError,
 )
-from capstan.testing.simulator import build_simulator
+from tests import simulator_fixtures
 from tests.openai_spec import validate_openai
+from tests.provider_session import with_session
 from tests.servers import RunningServer, start_asgi
+from tests.simulator_fixtures import received
 
 MODEL = "claude-sim"
 PROVIDER: Provider = AnthropicProvider()  # mypy checks it satisfies the protocol
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[RunningServer]:
-    server = start_asgi(build_simulator())
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _clean(simulator: RunningServer) -> None:
-    httpx.delete(f"{simulator.url}/_sim/faults").raise_for_status()
+pytestmark = pytest.mark.usefixtures("simulator_state")
 
 
 def upstream_at(server: RunningServer, **fields: Any) -> Upstream:
@@ -58,32 +49,19 @@ def upstream_at(server: RunningServer, **fields: Any) -> Upstream:
     return Upstream(provider="anthropic", kind="anthropic", timeout_s=10, **fields)
 
 
-def run(call: Callable[[aiohttp.ClientSession], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with aiohttp.ClientSession() as http:
-            return await call(http)
-
-    return asyncio.run(main())
-
-
 def chat(upstream: Upstream, request: dict[str, Any]) -> dict[str, Any]:
-    return run(lambda http: PROVIDER.chat(http, upstream, request))
+    return with_session(lambda http: PROVIDER.chat(http, upstream, request))
 
 
 def stream_chat(upstream: Upstream, request: dict[str, Any]) -> list[dict[str, Any]]:
     async def collect(http: aiohttp.ClientSession) -> list[dict[str, Any]]:
         return [chunk async for chunk in PROVIDER.stream_chat(http, upstream, request)]
 
-    return run(collect)
-
-
-def received(server: RunningServer) -> list[dict[str, Any]]:
-    log: list[dict[str, Any]] = httpx.get(f"{server.url}/_sim/requests").json()
-    return log
+    return with_session(collect)
 
 
 def set_faults(server: RunningServer, **faults: Any) -> None:
-    httpx.put(f"{server.url}/_sim/faults", json={"model": MODEL, **faults}).raise_for_status()
+    simulator_fixtures.set_faults(server, MODEL, **faults)
 
 
 def ask(text: str, **params: Any) -> dict[str, Any]:
@@ -266,7 +244,7 @@ def test_untranslatable_request_never_reaches_the_upstream(simulator: RunningSer
 def test_embeddings_are_refused() -> None:
     upstream = Upstream(provider="a", kind="anthropic", base_url="http://127.0.0.1:9", model=MODEL)
     with pytest.raises(TranslationError):
-        run(lambda http: PROVIDER.embed(http, upstream, {"model": MODEL, "input": "x"}))
+        with_session(lambda http: PROVIDER.embed(http, upstream, {"model": MODEL, "input": "x"}))
 
 
 # --- native pass-through --------------------------------------------------------------------
@@ -280,7 +258,9 @@ NATIVE_BODY = {
 
 
 def test_native_messages_pass_the_body_and_beta_header_through(simulator: RunningServer) -> None:
-    message = run(lambda http: messages(http, upstream_at(simulator), NATIVE_BODY, "beta-flag-1"))
+    message = with_session(
+        lambda http: messages(http, upstream_at(simulator), NATIVE_BODY, "beta-flag-1")
+    )
     assert message["type"] == "message"
     assert message["usage"]["cache_creation_input_tokens"] > 0
     sent = received(simulator)[-1]
@@ -293,7 +273,7 @@ def test_native_stream_yields_events_as_received(simulator: RunningServer) -> No
     async def collect(http: aiohttp.ClientSession) -> list[tuple[str, dict[str, Any]]]:
         return [e async for e in stream_messages(http, upstream_at(simulator), NATIVE_BODY, None)]
 
-    events = run(collect)
+    events = with_session(collect)
     names = [name for name, _ in events]
     assert names[0] == "message_start"
     assert names[-2:] == ["message_delta", "message_stop"]
@@ -303,7 +283,9 @@ def test_native_stream_yields_events_as_received(simulator: RunningServer) -> No
 
 def test_native_errors_raise_upstream_error(simulator: RunningServer) -> None:
     with pytest.raises(UpstreamError) as caught:
-        run(lambda http: messages(http, upstream_at(simulator, model="unknown-x"), NATIVE_BODY))
+        with_session(
+            lambda http: messages(http, upstream_at(simulator, model="unknown-x"), NATIVE_BODY)
+        )
     assert caught.value.kind is FailureKind.NOT_FOUND
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
 import aiohttp
-import httpx
 import pytest
 from aiohttp import web
 from botocore.auth import SigV4Auth
@@ -20,8 +19,10 @@ from botocore.credentials import Credentials
 
 from capstan.gateway.providers.base import FailureKind, TranslationError, Upstream, UpstreamError
 from capstan.gateway.providers.bedrock import BedrockProvider
-from capstan.testing.simulator import build_simulator
-from tests.servers import RunningServer, start_asgi
+from tests import simulator_fixtures
+from tests.provider_session import with_session
+from tests.servers import RunningServer
+from tests.simulator_fixtures import last_body as last_upstream_body
 
 T = TypeVar("T")
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
@@ -39,16 +40,7 @@ PIXEL = base64.b64encode(b"\x89PNG\r\n\x1a\n-not-really-a-png").decode()
 provider = BedrockProvider()
 
 
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[RunningServer]:
-    server = start_asgi(build_simulator())
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _clean(simulator: RunningServer) -> None:
-    httpx.delete(f"{simulator.url}/_sim/faults").raise_for_status()
+pytestmark = pytest.mark.usefixtures("simulator_state")
 
 
 @pytest.fixture
@@ -56,17 +48,9 @@ def upstream(simulator: RunningServer) -> Upstream:
     return Upstream("aws", "bedrock", simulator.url, MODEL, options=OPTIONS)
 
 
-def call(action: Callable[[aiohttp.ClientSession], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with aiohttp.ClientSession() as http:
-            return await action(http)
-
-    return asyncio.run(main())
-
-
 def chat(upstream: Upstream, **request: Any) -> dict[str, Any]:
     body = {"model": upstream.model, "messages": HELLO, **request}
-    return call(lambda http: provider.chat(http, upstream, body))
+    return with_session(lambda http: provider.chat(http, upstream, body))
 
 
 def stream(upstream: Upstream, **request: Any) -> list[dict[str, Any]]:
@@ -75,16 +59,11 @@ def stream(upstream: Upstream, **request: Any) -> list[dict[str, Any]]:
     async def collect(http: aiohttp.ClientSession) -> list[dict[str, Any]]:
         return [chunk async for chunk in provider.stream_chat(http, upstream, body)]
 
-    return call(collect)
-
-
-def last_upstream_body(simulator: RunningServer) -> dict[str, Any]:
-    body: dict[str, Any] = httpx.get(f"{simulator.url}/_sim/requests").json()[-1]["body"]
-    return body
+    return with_session(collect)
 
 
 def set_faults(simulator: RunningServer, **faults: Any) -> None:
-    httpx.put(f"{simulator.url}/_sim/faults", json={"model": MODEL, **faults}).raise_for_status()
+    simulator_fixtures.set_faults(simulator, MODEL, **faults)
 
 
 def upstream_error(action: Callable[[], object]) -> UpstreamError:
@@ -264,14 +243,14 @@ def test_a_bedrock_api_key_is_sent_as_a_bearer_token(upstream: Upstream) -> None
 def test_titan_embeddings(upstream: Upstream) -> None:
     titan = replace(upstream, model="amazon.titan-embed-text-v2:0")
     request = {"model": titan.model, "input": ["one two", "three"], "dimensions": 256}
-    result = call(lambda http: provider.embed(http, titan, request))
+    result = with_session(lambda http: provider.embed(http, titan, request))
     assert [len(d["embedding"]) for d in result["data"]] == [256, 256]
     assert result["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
 
 
 def test_embeddings_from_a_chat_model_are_refused(upstream: Upstream) -> None:
     with pytest.raises(TranslationError) as excinfo:
-        call(lambda http: provider.embed(http, upstream, {"model": MODEL, "input": "x"}))
+        with_session(lambda http: provider.embed(http, upstream, {"model": MODEL, "input": "x"}))
     assert excinfo.value.param == "model"
 
 

@@ -3,15 +3,12 @@ v2 on the wire, OpenAI shapes out, and vendor failures as typed `UpstreamError`s
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import struct
-from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import aiohttp
-import httpx
 import pytest
 
 from capstan.gateway.providers.base import (
@@ -22,11 +19,12 @@ from capstan.gateway.providers.base import (
     UpstreamError,
 )
 from capstan.gateway.providers.cohere import CohereProvider
-from capstan.testing.simulator.app import build_simulator
 from capstan.testing.simulator.cohere_wire import PROMPT_TEMPLATE_TOKENS
 from capstan.testing.simulator.state import Faults, SimulatorState
 from capstan.testing.simulator.text import count_tokens
-from tests.servers import RunningServer, start_asgi
+from tests.provider_session import with_session
+from tests.servers import RunningServer
+from tests.simulator_fixtures import received
 
 T = TypeVar("T")
 MODEL = "command-r-plus"
@@ -44,32 +42,18 @@ WEATHER_TOOL: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[tuple[RunningServer, SimulatorState]]:
-    state = SimulatorState()
-    server = start_asgi(build_simulator(state))
-    yield server, state
-    server.stop()
+pytestmark = pytest.mark.usefixtures("simulator_state")
 
 
 @pytest.fixture
-def state(simulator: tuple[RunningServer, SimulatorState]) -> Iterator[SimulatorState]:
-    simulator[1].clear()
-    yield simulator[1]
-    simulator[1].clear()
+def state(simulator_state: SimulatorState) -> SimulatorState:
+    """The simulator's state (cleared around each test), by the name these tests use."""
+    return simulator_state
 
 
 @pytest.fixture
-def upstream(simulator: tuple[RunningServer, SimulatorState], state: SimulatorState) -> Upstream:
-    return Upstream("cohere", "cohere", simulator[0].url, MODEL, api_key="k", timeout_s=10)
-
-
-def with_session(call: Callable[[aiohttp.ClientSession], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with aiohttp.ClientSession() as http:
-            return await call(http)
-
-    return asyncio.run(main())
+def upstream(simulator: RunningServer) -> Upstream:
+    return Upstream("cohere", "cohere", simulator.url, MODEL, api_key="k", timeout_s=10)
 
 
 def chat(upstream: Upstream, request: dict[str, Any]) -> dict[str, Any]:
@@ -89,11 +73,6 @@ def embed(upstream: Upstream, request: dict[str, Any]) -> dict[str, Any]:
 
 def ask(text: str, **extra: Any) -> dict[str, Any]:
     return {"model": MODEL, "messages": [{"role": "user", "content": text}], **extra}
-
-
-def received(simulator: tuple[RunningServer, SimulatorState]) -> list[dict[str, Any]]:
-    requests: list[dict[str, Any]] = httpx.get(f"{simulator[0].url}/_sim/requests").json()
-    return requests
 
 
 def streamed_text(chunks: list[ChatChunk]) -> str:
@@ -122,7 +101,7 @@ def test_usage_counts_all_tokens_read_not_just_the_billed_ones(upstream: Upstrea
 
 
 def test_the_system_prompt_reaches_the_upstream(
-    upstream: Upstream, simulator: tuple[RunningServer, SimulatorState]
+    upstream: Upstream, simulator: RunningServer
 ) -> None:
     request = ask("hi")
     request["messages"].insert(0, {"role": "system", "content": "be brief"})
@@ -166,9 +145,7 @@ def test_stream_ends_with_a_finish_chunk_then_the_only_usage_chunk(upstream: Ups
     assert [c for c in chunks[:-1] if "usage" in c] == []
 
 
-def test_a_tool_call_round_trip(
-    upstream: Upstream, simulator: tuple[RunningServer, SimulatorState]
-) -> None:
+def test_a_tool_call_round_trip(upstream: Upstream, simulator: RunningServer) -> None:
     request = ask("weather in Oslo?", tools=[WEATHER_TOOL])
     first = chat(upstream, request)
     message = first["choices"][0]["message"]
@@ -239,7 +216,7 @@ def test_base64_embeddings_decode_to_the_float_ones(upstream: Upstream) -> None:
 
 
 def test_embedding_input_type_defaults_and_can_be_overridden(
-    upstream: Upstream, simulator: tuple[RunningServer, SimulatorState]
+    upstream: Upstream, simulator: RunningServer
 ) -> None:
     embed(upstream, {"model": "e", "input": "x"})
     embed(upstream, {"model": "e", "input": "x", "input_type": "search_query"})
@@ -250,7 +227,7 @@ def test_embedding_input_type_defaults_and_can_be_overridden(
 
 
 def test_more_than_96_inputs_are_sent_in_batches(
-    upstream: Upstream, simulator: tuple[RunningServer, SimulatorState]
+    upstream: Upstream, simulator: RunningServer
 ) -> None:
     texts = [f"text {i}" for i in range(100)]
 

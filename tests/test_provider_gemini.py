@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import struct
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
 import aiohttp
-import httpx
 import orjson
 import pytest
 
@@ -22,9 +20,10 @@ from capstan.gateway.providers.base import (
     UpstreamError,
 )
 from capstan.gateway.providers.gemini import GeminiProvider
-from capstan.testing.simulator import build_simulator
 from capstan.testing.simulator.gemini_replies import BLOCK_TRIGGER, IMAGE_TOKENS, SAFETY_TRIGGER
-from tests.servers import RunningServer, start_asgi
+from tests.provider_session import with_session
+from tests.servers import RunningServer
+from tests.simulator_fixtures import last_body, set_faults, user
 
 T = TypeVar("T")
 PROVIDER = GeminiProvider()
@@ -44,18 +43,13 @@ WEATHER_TOOL = {
 }
 
 
+pytestmark = pytest.mark.usefixtures("simulator_state")
+
+
 @pytest.fixture(scope="module")
-def server() -> Iterator[RunningServer]:
-    running = start_asgi(build_simulator())
-    yield running
-    running.stop()
-
-
-@pytest.fixture(autouse=True)
-def _reset(server: RunningServer) -> Iterator[None]:
-    httpx.delete(f"{server.url}/_sim/faults")
-    yield
-    httpx.delete(f"{server.url}/_sim/faults")
+def server(simulator: RunningServer) -> RunningServer:
+    """The module's simulator, by the name these tests use."""
+    return simulator
 
 
 @pytest.fixture
@@ -70,35 +64,15 @@ def upstream(server: RunningServer) -> Upstream:
     )
 
 
-def run(call: Callable[[aiohttp.ClientSession], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with aiohttp.ClientSession() as http:
-            return await call(http)
-
-    return asyncio.run(main())
-
-
 def chat(upstream: Upstream, **request: Any) -> dict[str, Any]:
-    return run(lambda http: PROVIDER.chat(http, upstream, request))
+    return with_session(lambda http: PROVIDER.chat(http, upstream, request))
 
 
 def stream(upstream: Upstream, **request: Any) -> list[ChatChunk]:
     async def collect(http: aiohttp.ClientSession) -> list[ChatChunk]:
         return [chunk async for chunk in PROVIDER.stream_chat(http, upstream, request)]
 
-    return run(collect)
-
-
-def user(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}]
-
-
-def last_body(server: RunningServer) -> Any:
-    return httpx.get(f"{server.url}/_sim/requests").json()[-1]["body"]
-
-
-def set_faults(server: RunningServer, model: str, **faults: object) -> None:
-    httpx.put(f"{server.url}/_sim/faults", json={"model": model, **faults}).raise_for_status()
+    return with_session(collect)
 
 
 def failure(call: Callable[[], object]) -> UpstreamError:
@@ -282,7 +256,7 @@ def test_logprobs_are_mapped(upstream: Upstream) -> None:
 def test_embeddings_as_floats(upstream: Upstream) -> None:
     embedder = replace(upstream, model="gemini-embedding-001")
     request = {"model": "gemini-embedding-001", "input": ["a b", "c"], "dimensions": 8}
-    result = run(lambda http: PROVIDER.embed(http, embedder, request))
+    result = with_session(lambda http: PROVIDER.embed(http, embedder, request))
     assert result["object"] == "list"
     assert [d["index"] for d in result["data"]] == [0, 1]
     assert all(len(d["embedding"]) == 8 for d in result["data"])
@@ -291,8 +265,10 @@ def test_embeddings_as_floats(upstream: Upstream) -> None:
 
 def test_embeddings_as_base64_float32(upstream: Upstream) -> None:
     embedder = replace(upstream, model="gemini-embedding-001")
-    floats = run(lambda http: PROVIDER.embed(http, embedder, {"input": "x", "dimensions": 4}))
-    packed = run(
+    floats = with_session(
+        lambda http: PROVIDER.embed(http, embedder, {"input": "x", "dimensions": 4})
+    )
+    packed = with_session(
         lambda http: PROVIDER.embed(
             http, embedder, {"input": "x", "dimensions": 4, "encoding_format": "base64"}
         )

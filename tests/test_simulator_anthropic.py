@@ -1,106 +1,29 @@
-"""The upstream simulator speaks Anthropic's Messages API: the official SDK works against it,
-whole and streamed, with tools, extended thinking, stop sequences, prompt caching and errors."""
+"""The upstream simulator speaks Anthropic's Messages API: the official SDK (sync, async, its
+stream helpers) works against it, with tools, thinking, stop reasons, prompt caching and token
+counting as Anthropic has them. Errors and the raw wire: `test_simulator_anthropic_wire.py`."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Iterator
-from functools import cache
 from typing import Any
 
 import anthropic
-import httpx
 import jsonschema
 import pytest
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
-from capstan.testing.simulator import build_simulator
-from tests.openai_spec import spec_path
-from tests.servers import RunningServer, start_asgi
+from tests.servers import RunningServer
+from tests.simulator_fixtures import ANTHROPIC_TIME_TOOL as TIME
+from tests.simulator_fixtures import ANTHROPIC_WEATHER_TOOL as WEATHER
+from tests.simulator_fixtures import async_anthropic_sdk, user
 
 MODEL = "claude-simulated"  # not a real model: the SDK warns about deprecated real ones
-WEATHER: Any = {
-    "name": "get_weather",
-    "description": "Weather in a city",
-    "input_schema": {
-        "type": "object",
-        "properties": {
-            "city": {"type": "string"},
-            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-        },
-        "required": ["city", "unit"],
-    },
-}
-TIME: Any = {
-    "name": "get_time",
-    "input_schema": {
-        "type": "object",
-        "properties": {"zone": {"type": "string"}},
-        "required": ["zone"],
-    },
-}
 THINKING: Any = {"type": "enabled", "budget_tokens": 1024}
-HEADERS = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
 
 
-ANTHROPIC_SPEC = "anthropic-openapi-stainless-2024-11.json"
-
-
-def _without_null_types(node: Any) -> Any:
-    """The document writes `"type": null` where it means no constraint (the model name)."""
-    if isinstance(node, list):
-        return [_without_null_types(item) for item in node]
-    if isinstance(node, dict):
-        return {
-            key: _without_null_types(value)
-            for key, value in node.items()
-            if not (key == "type" and value is None)
-        }
-    return node
-
-
-@cache
-def anthropic_validator(schema_name: str) -> jsonschema.Draft202012Validator:
-    """A validator for a component of Anthropic's (stale, 2024-11) OpenAPI document: good for
-    the required fields and enums of what existed then (text and tool_use, not thinking)."""
-    raw = json.loads((spec_path().parent / ANTHROPIC_SPEC).read_text())
-    document = _without_null_types(raw)
-    resource: Resource[Any] = Resource.from_contents(document, default_specification=DRAFT202012)
-    registry: Registry[Any] = Registry().with_resource("urn:anthropic", resource)
-    schema = {"$ref": f"urn:anthropic#/components/schemas/{schema_name}"}
-    return jsonschema.Draft202012Validator(schema, registry=registry)
-
-
-def validate_anthropic(schema_name: str, instance: Any) -> None:
-    problems = [error.message for error in anthropic_validator(schema_name).iter_errors(instance)]
-    assert not problems, f"not a valid {schema_name}: {problems}"
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[RunningServer]:
-    server = start_asgi(build_simulator())
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def client(simulator: RunningServer) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(api_key="sk-ant-test", base_url=simulator.url, max_retries=0) as sdk:
-        yield sdk
-
-
-def user(text: str) -> list[Any]:
-    return [{"role": "user", "content": text}]
-
-
-def set_faults(simulator: RunningServer, model: str, **faults: Any) -> None:
-    httpx.put(f"{simulator.url}/_sim/faults", json={"model": model, **faults}).raise_for_status()
-
-
-def test_a_message_echoes_the_prompt(client: anthropic.Anthropic) -> None:
-    message = client.messages.create(model=MODEL, max_tokens=256, messages=user("hello claude"))
+def test_a_message_echoes_the_prompt(anthropic_client: anthropic.Anthropic) -> None:
+    message = anthropic_client.messages.create(
+        model=MODEL, max_tokens=256, messages=user("hello claude")
+    )
     assert message.id.startswith("msg_")
     assert message.type == "message"
     assert message.role == "assistant"
@@ -112,8 +35,10 @@ def test_a_message_echoes_the_prompt(client: anthropic.Anthropic) -> None:
     assert block.text.startswith("Echo: hello claude.")
 
 
-def test_usage_counts_the_words_of_system_prompt_and_reply(client: anthropic.Anthropic) -> None:
-    message = client.messages.create(
+def test_usage_counts_the_words_of_system_prompt_and_reply(
+    anthropic_client: anthropic.Anthropic,
+) -> None:
+    message = anthropic_client.messages.create(
         model=MODEL,
         max_tokens=256,
         system=[{"type": "text", "text": "be brief"}],
@@ -128,9 +53,7 @@ def test_usage_counts_the_words_of_system_prompt_and_reply(client: anthropic.Ant
 
 def test_the_async_client_gets_a_message(simulator: RunningServer) -> None:
     async def ask() -> anthropic.types.Message:
-        async with anthropic.AsyncAnthropic(
-            api_key="sk-ant-test", base_url=simulator.url, max_retries=0
-        ) as sdk:
+        async with async_anthropic_sdk(simulator) as sdk:
             return await sdk.messages.create(
                 model=MODEL, max_tokens=64, messages=user("async hello")
             )
@@ -140,8 +63,12 @@ def test_the_async_client_gets_a_message(simulator: RunningServer) -> None:
     assert message.content[0].text.startswith("Echo: async hello.")
 
 
-def test_the_stream_helper_accumulates_the_final_message(client: anthropic.Anthropic) -> None:
-    with client.messages.stream(model=MODEL, max_tokens=256, messages=user("stream it")) as stream:
+def test_the_stream_helper_accumulates_the_final_message(
+    anthropic_client: anthropic.Anthropic,
+) -> None:
+    with anthropic_client.messages.stream(
+        model=MODEL, max_tokens=256, messages=user("stream it")
+    ) as stream:
         pieces = list(stream.text_stream)
         final = stream.get_final_message()
     assert len(pieces) > 3
@@ -156,9 +83,7 @@ def test_the_stream_helper_accumulates_the_final_message(client: anthropic.Anthr
 def test_async_stream_helper_yields_text(simulator: RunningServer) -> None:
     async def collect() -> str:
         async with (
-            anthropic.AsyncAnthropic(
-                api_key="sk-ant-test", base_url=simulator.url, max_retries=0
-            ) as sdk,
+            async_anthropic_sdk(simulator) as sdk,
             sdk.messages.stream(
                 model=MODEL, max_tokens=64, messages=user("async stream")
             ) as stream,
@@ -168,9 +93,11 @@ def test_async_stream_helper_yields_text(simulator: RunningServer) -> None:
     assert asyncio.run(collect()).startswith("Echo: async stream.")
 
 
-def test_raw_stream_events_come_in_anthropic_order(client: anthropic.Anthropic) -> None:
+def test_raw_stream_events_come_in_anthropic_order(anthropic_client: anthropic.Anthropic) -> None:
     events = list(
-        client.messages.create(model=MODEL, max_tokens=64, messages=user("order"), stream=True)
+        anthropic_client.messages.create(
+            model=MODEL, max_tokens=64, messages=user("order"), stream=True
+        )
     )
     kinds = [event.type for event in events]
     assert kinds[:2] == ["message_start", "content_block_start"]
@@ -188,19 +115,10 @@ def test_raw_stream_events_come_in_anthropic_order(client: anthropic.Anthropic) 
     assert delta.delta.stop_reason == "end_turn"
 
 
-def test_every_streamed_event_has_an_event_line(simulator: RunningServer) -> None:
-    body = {"model": MODEL, "max_tokens": 32, "stream": True, "messages": user("lines")}
-    response = httpx.post(f"{simulator.url}/v1/messages", headers=HEADERS, json=body)
-    assert response.headers["content-type"].startswith("text/event-stream")
-    frames = [frame for frame in response.text.split("\n\n") if frame]
-    assert all(frame.startswith("event: ") and "\ndata: " in frame for frame in frames)
-    assert "event: ping" in response.text
-
-
 def test_auto_tool_choice_says_so_then_calls_the_first_two_tools(
-    client: anthropic.Anthropic,
+    anthropic_client: anthropic.Anthropic,
 ) -> None:
-    message = client.messages.create(
+    message = anthropic_client.messages.create(
         model=MODEL, max_tokens=256, tools=[WEATHER, TIME], messages=user("weather and time")
     )
     assert message.stop_reason == "tool_use"
@@ -211,8 +129,8 @@ def test_auto_tool_choice_says_so_then_calls_the_first_two_tools(
     jsonschema.validate(calls[0].input, WEATHER["input_schema"])
 
 
-def test_disabling_parallel_tool_use_calls_one_tool(client: anthropic.Anthropic) -> None:
-    message = client.messages.create(
+def test_disabling_parallel_tool_use_calls_one_tool(anthropic_client: anthropic.Anthropic) -> None:
+    message = anthropic_client.messages.create(
         model=MODEL,
         max_tokens=256,
         tools=[WEATHER, TIME],
@@ -222,8 +140,8 @@ def test_disabling_parallel_tool_use_calls_one_tool(client: anthropic.Anthropic)
     assert [block.type for block in message.content] == ["tool_use"]
 
 
-def test_a_named_tool_choice_calls_only_that_tool(client: anthropic.Anthropic) -> None:
-    message = client.messages.create(
+def test_a_named_tool_choice_calls_only_that_tool(anthropic_client: anthropic.Anthropic) -> None:
+    message = anthropic_client.messages.create(
         model=MODEL,
         max_tokens=256,
         tools=[WEATHER, TIME],
@@ -235,8 +153,8 @@ def test_a_named_tool_choice_calls_only_that_tool(client: anthropic.Anthropic) -
     ]
 
 
-def test_tool_choice_none_answers_in_text(client: anthropic.Anthropic) -> None:
-    message = client.messages.create(
+def test_tool_choice_none_answers_in_text(anthropic_client: anthropic.Anthropic) -> None:
+    message = anthropic_client.messages.create(
         model=MODEL,
         max_tokens=256,
         tools=[WEATHER],
@@ -247,8 +165,8 @@ def test_tool_choice_none_answers_in_text(client: anthropic.Anthropic) -> None:
     assert [block.type for block in message.content] == ["text"]
 
 
-def test_a_tool_result_gets_a_text_answer_echoing_it(client: anthropic.Anthropic) -> None:
-    first = client.messages.create(
+def test_a_tool_result_gets_a_text_answer_echoing_it(anthropic_client: anthropic.Anthropic) -> None:
+    first = anthropic_client.messages.create(
         model=MODEL, max_tokens=256, tools=[WEATHER], messages=user("weather in rome")
     )
     call = next(block for block in first.content if block.type == "tool_use")
@@ -262,13 +180,15 @@ def test_a_tool_result_gets_a_text_answer_echoing_it(client: anthropic.Anthropic
             ],
         },
     ]
-    second = client.messages.create(model=MODEL, max_tokens=256, tools=[WEATHER], messages=messages)
+    second = anthropic_client.messages.create(
+        model=MODEL, max_tokens=256, tools=[WEATHER], messages=messages
+    )
     assert second.stop_reason == "end_turn"
     assert second.content[0].type == "text"
     assert second.content[0].text.startswith("Echo: hot and sunny.")
 
 
-def test_an_unanswered_tool_use_is_a_bad_request(client: anthropic.Anthropic) -> None:
+def test_an_unanswered_tool_use_is_a_bad_request(anthropic_client: anthropic.Anthropic) -> None:
     messages: Any = [
         *user("weather"),
         {
@@ -278,13 +198,13 @@ def test_an_unanswered_tool_use_is_a_bad_request(client: anthropic.Anthropic) ->
         *user("well?"),
     ]
     with pytest.raises(anthropic.BadRequestError, match="toolu_1"):
-        client.messages.create(model=MODEL, max_tokens=64, messages=messages)
+        anthropic_client.messages.create(model=MODEL, max_tokens=64, messages=messages)
 
 
 def test_streamed_tool_input_accumulates_into_the_final_message(
-    client: anthropic.Anthropic,
+    anthropic_client: anthropic.Anthropic,
 ) -> None:
-    with client.messages.stream(
+    with anthropic_client.messages.stream(
         model=MODEL,
         max_tokens=256,
         tools=[WEATHER],
@@ -300,8 +220,8 @@ def test_streamed_tool_input_accumulates_into_the_final_message(
     assert final.stop_reason == "tool_use"
 
 
-def test_thinking_comes_first_with_a_signature(client: anthropic.Anthropic) -> None:
-    message = client.messages.create(
+def test_thinking_comes_first_with_a_signature(anthropic_client: anthropic.Anthropic) -> None:
+    message = anthropic_client.messages.create(
         model=MODEL, max_tokens=2048, thinking=THINKING, messages=user("think about it")
     )
     thinking, answer = message.content
@@ -312,8 +232,10 @@ def test_thinking_comes_first_with_a_signature(client: anthropic.Anthropic) -> N
     assert message.usage.output_tokens == len(thinking.thinking.split()) + len(answer.text.split())
 
 
-def test_thinking_streams_thinking_and_signature_deltas(client: anthropic.Anthropic) -> None:
-    with client.messages.stream(
+def test_thinking_streams_thinking_and_signature_deltas(
+    anthropic_client: anthropic.Anthropic,
+) -> None:
+    with anthropic_client.messages.stream(
         model=MODEL, max_tokens=2048, thinking=THINKING, messages=user("think streaming")
     ) as stream:
         kinds = [event.type for event in stream]
@@ -326,14 +248,18 @@ def test_thinking_streams_thinking_and_signature_deltas(client: anthropic.Anthro
 
 
 def test_a_thinking_budget_at_or_over_max_tokens_is_a_bad_request(
-    client: anthropic.Anthropic,
+    anthropic_client: anthropic.Anthropic,
 ) -> None:
     with pytest.raises(anthropic.BadRequestError, match="budget_tokens"):
-        client.messages.create(model=MODEL, max_tokens=1024, thinking=THINKING, messages=user("hi"))
+        anthropic_client.messages.create(
+            model=MODEL, max_tokens=1024, thinking=THINKING, messages=user("hi")
+        )
 
 
-def test_a_stop_sequence_truncates_with_its_stop_reason(client: anthropic.Anthropic) -> None:
-    message = client.messages.create(
+def test_a_stop_sequence_truncates_with_its_stop_reason(
+    anthropic_client: anthropic.Anthropic,
+) -> None:
+    message = anthropic_client.messages.create(
         model=MODEL,
         max_tokens=256,
         stop_sequences=["gamma"],
@@ -345,13 +271,15 @@ def test_a_stop_sequence_truncates_with_its_stop_reason(client: anthropic.Anthro
     assert message.content[0].text == "Echo: alpha beta"
 
 
-def test_max_tokens_truncates_with_its_stop_reason(client: anthropic.Anthropic) -> None:
-    message = client.messages.create(model=MODEL, max_tokens=3, messages=user("long story"))
+def test_max_tokens_truncates_with_its_stop_reason(anthropic_client: anthropic.Anthropic) -> None:
+    message = anthropic_client.messages.create(
+        model=MODEL, max_tokens=3, messages=user("long story")
+    )
     assert message.stop_reason == "max_tokens"
     assert message.usage.output_tokens == 3
 
 
-def test_a_cached_prefix_is_written_once_then_read(client: anthropic.Anthropic) -> None:
+def test_a_cached_prefix_is_written_once_then_read(anthropic_client: anthropic.Anthropic) -> None:
     system: Any = [
         {
             "type": "text",
@@ -361,7 +289,7 @@ def test_a_cached_prefix_is_written_once_then_read(client: anthropic.Anthropic) 
     ]
 
     def usage(question: str) -> anthropic.types.Usage:
-        message = client.messages.create(
+        message = anthropic_client.messages.create(
             model="claude-cache-test", max_tokens=64, system=system, messages=user(question)
         )
         return message.usage
@@ -374,8 +302,8 @@ def test_a_cached_prefix_is_written_once_then_read(client: anthropic.Anthropic) 
     assert second.input_tokens == 3
 
 
-def test_count_tokens_counts_the_whole_prompt(client: anthropic.Anthropic) -> None:
-    counted = client.messages.count_tokens(
+def test_count_tokens_counts_the_whole_prompt(anthropic_client: anthropic.Anthropic) -> None:
+    counted = anthropic_client.messages.count_tokens(
         model=MODEL,
         system="two words",
         messages=[
@@ -392,129 +320,3 @@ def test_count_tokens_counts_the_whole_prompt(client: anthropic.Anthropic) -> No
         ],
     )
     assert counted.input_tokens == 2 + 3 + 85
-
-
-def test_a_bad_key_raises_authentication_error(simulator: RunningServer) -> None:
-    sdk = anthropic.Anthropic(api_key="bad-key", base_url=simulator.url, max_retries=0)
-    with pytest.raises(anthropic.AuthenticationError) as raised:
-        sdk.messages.create(model=MODEL, max_tokens=16, messages=user("hi"))
-    body: Any = raised.value.body
-    assert body["error"]["type"] == "authentication_error"
-    assert raised.value.response.headers["request-id"].startswith("req_")
-
-
-def test_an_unknown_model_raises_not_found(client: anthropic.Anthropic) -> None:
-    with pytest.raises(anthropic.NotFoundError):
-        client.messages.create(model="unknown-claude", max_tokens=16, messages=user("hi"))
-
-
-def test_an_unknown_role_raises_bad_request(client: anthropic.Anthropic) -> None:
-    wizard: Any = [{"role": "wizard", "content": "hi"}]
-    with pytest.raises(anthropic.BadRequestError, match="role"):
-        client.messages.create(model=MODEL, max_tokens=16, messages=wizard)
-
-
-def test_empty_messages_raise_bad_request(client: anthropic.Anthropic) -> None:
-    with pytest.raises(anthropic.BadRequestError, match="at least one message"):
-        client.messages.create(model=MODEL, max_tokens=16, messages=[])
-
-
-@pytest.mark.parametrize(
-    ("headers", "body", "status", "message"),
-    [
-        ({"x-api-key": "sk-ant-test"}, {"max_tokens": 8}, 400, "anthropic-version"),
-        (HEADERS, {}, 400, "max_tokens: Field required"),
-        ({"anthropic-version": "2023-06-01"}, {"max_tokens": 8}, 401, "x-api-key"),
-    ],
-    ids=["no-version-header", "no-max-tokens", "no-key"],
-)
-def test_missing_essentials_are_refused(
-    simulator: RunningServer,
-    headers: dict[str, str],
-    body: dict[str, Any],
-    status: int,
-    message: str,
-) -> None:
-    payload = {"model": MODEL, "messages": user("hi"), **body}
-    response = httpx.post(f"{simulator.url}/v1/messages", headers=headers, json=payload)
-    assert response.status_code == status
-    error = response.json()
-    assert error["type"] == "error"
-    assert message in error["error"]["message"]
-    assert response.headers["request-id"] == error["request_id"]
-
-
-def test_a_rate_limit_fault_raises_rate_limit_error_with_headers(
-    simulator: RunningServer, client: anthropic.Anthropic
-) -> None:
-    set_faults(simulator, "claude-limited", burst_429=1, retry_after_s=3)
-    with pytest.raises(anthropic.RateLimitError) as raised:
-        client.messages.create(model="claude-limited", max_tokens=16, messages=user("hi"))
-    headers = raised.value.response.headers
-    assert headers["retry-after"] == "3"
-    assert headers["anthropic-ratelimit-requests-remaining"] == "0"
-    body: Any = raised.value.body
-    assert body["error"]["type"] == "rate_limit_error"
-
-
-def test_a_server_error_fault_raises_internal_server_error(
-    simulator: RunningServer, client: anthropic.Anthropic
-) -> None:
-    set_faults(simulator, "claude-broken", error_rate=1.0, error_status=500)
-    with pytest.raises(anthropic.InternalServerError) as raised:
-        client.messages.create(model="claude-broken", max_tokens=16, messages=user("hi"))
-    body: Any = raised.value.body
-    assert body["error"]["type"] == "api_error"
-
-
-def test_an_overloaded_fault_is_an_overloaded_error(
-    simulator: RunningServer, client: anthropic.Anthropic
-) -> None:
-    set_faults(simulator, "claude-busy", error_rate=1.0, error_status=529)
-    with pytest.raises(anthropic.APIStatusError) as raised:
-        client.messages.create(model="claude-busy", max_tokens=16, messages=user("hi"))
-    assert raised.value.status_code == 529
-    body: Any = raised.value.body
-    assert body["error"]["type"] == "overloaded_error"
-
-
-def post_messages(simulator: RunningServer, **body: Any) -> httpx.Response:
-    payload = {"model": MODEL, "max_tokens": 256, "messages": user("validate me"), **body}
-    return httpx.post(f"{simulator.url}/v1/messages", headers=HEADERS, json=payload)
-
-
-def test_a_text_message_matches_the_published_schema(simulator: RunningServer) -> None:
-    validate_anthropic("Message", post_messages(simulator).json())
-
-
-def test_a_tool_use_message_matches_the_published_schema(simulator: RunningServer) -> None:
-    message = post_messages(simulator, tools=[WEATHER, TIME]).json()
-    assert message["stop_reason"] == "tool_use"
-    validate_anthropic("Message", message)
-
-
-def test_stream_events_match_the_published_schema(simulator: RunningServer) -> None:
-    response = post_messages(simulator, tools=[WEATHER], stream=True)
-    events = [
-        json.loads(line.removeprefix("data: "))
-        for line in response.text.splitlines()
-        if line.startswith("data: ")
-    ]
-    assert {event["type"] for event in events} >= {"message_start", "message_stop"}
-    for event in events:
-        if event["type"] != "ping":
-            validate_anthropic("MessageStreamEvent", event)
-
-
-@pytest.mark.parametrize(
-    ("model", "status"),
-    [("unknown-claude", 404), ("claude-limited-2", 429), ("claude-busy-2", 529)],
-)
-def test_errors_match_the_published_schema(
-    simulator: RunningServer, model: str, status: int
-) -> None:
-    set_faults(simulator, "claude-limited-2", burst_429=1)
-    set_faults(simulator, "claude-busy-2", error_rate=1.0, error_status=529)
-    response = post_messages(simulator, model=model)
-    assert response.status_code == status
-    validate_anthropic("ErrorResponse", response.json())

@@ -4,7 +4,6 @@ decode its event streams and name its errors, the simulator speaks Bedrock's wir
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -14,8 +13,8 @@ import pytest
 import urllib3.exceptions
 from botocore.exceptions import ClientError, EventStreamError
 
-from capstan.testing.simulator import build_simulator
-from tests.servers import RunningServer, start_asgi
+from tests.servers import RunningServer
+from tests.simulator_fixtures import received, set_faults
 
 USER_HELLO = [{"role": "user", "content": [{"text": "hello from the bedrock test"}]}]
 WEATHER_TOOL = {
@@ -33,16 +32,7 @@ WEATHER_TOOL = {
 }
 
 
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[RunningServer]:
-    server = start_asgi(build_simulator())
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _clean(simulator: RunningServer) -> None:
-    httpx.delete(f"{simulator.url}/_sim/faults").raise_for_status()
+pytestmark = pytest.mark.usefixtures("simulator_state")
 
 
 def bedrock(simulator: RunningServer, access_key: str = "AKIDEXAMPLE") -> Any:
@@ -54,10 +44,6 @@ def bedrock(simulator: RunningServer, access_key: str = "AKIDEXAMPLE") -> Any:
         aws_secret_access_key="secret",
         config=botocore.config.Config(retries={"max_attempts": 0}),
     )
-
-
-def set_faults(simulator: RunningServer, model: str, **faults: Any) -> None:
-    httpx.put(f"{simulator.url}/_sim/faults", json={"model": model, **faults}).raise_for_status()
 
 
 def stream_events(response: dict[str, Any]) -> list[dict[str, Any]]:
@@ -82,7 +68,7 @@ def test_converse_echoes_the_prompt_and_counts_tokens(simulator: RunningServer) 
 def test_converse_accepts_an_inference_profile_arn(simulator: RunningServer) -> None:
     arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3:0"
     bedrock(simulator).converse(modelId=arn, messages=USER_HELLO)
-    [logged] = httpx.get(f"{simulator.url}/_sim/requests").json()
+    [logged] = received(simulator)
     assert logged["path"] == f"/model/{arn}/converse"
 
 

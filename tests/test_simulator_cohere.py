@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 import cohere
@@ -15,11 +14,10 @@ import httpx
 import pytest
 from cohere import errors
 
-from capstan.testing.simulator.app import build_simulator
 from capstan.testing.simulator.cohere_wire import PROMPT_TEMPLATE_TOKENS
 from capstan.testing.simulator.state import Faults, SimulatorState
 from capstan.testing.simulator.text import count_tokens
-from tests.servers import RunningServer, start_asgi
+from tests.servers import RunningServer
 
 MODEL = "command-r-plus"
 WEATHER_TOOL = cohere.ToolV2(
@@ -35,26 +33,12 @@ WEATHER_TOOL = cohere.ToolV2(
 )
 
 
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[tuple[RunningServer, SimulatorState]]:
-    state = SimulatorState()
-    server = start_asgi(build_simulator(state))
-    yield server, state
-    server.stop()
+pytestmark = pytest.mark.usefixtures("simulator_state")
 
 
 @pytest.fixture
-def state(simulator: tuple[RunningServer, SimulatorState]) -> Iterator[SimulatorState]:
-    simulator[1].clear()
-    yield simulator[1]
-    simulator[1].clear()
-
-
-@pytest.fixture
-def client(
-    simulator: tuple[RunningServer, SimulatorState], state: SimulatorState
-) -> cohere.ClientV2:
-    return cohere.ClientV2(api_key="k", base_url=simulator[0].url, max_retries=0)
+def client(simulator: RunningServer) -> cohere.ClientV2:
+    return cohere.ClientV2(api_key="k", base_url=simulator.url, max_retries=0)
 
 
 def user(text: str) -> list[cohere.ChatMessageV2]:
@@ -119,10 +103,10 @@ def test_chat_stream_text_and_usage_match_the_plain_answer(client: cohere.Client
 
 
 def test_stream_is_framed_with_event_names_and_a_done_line(
-    simulator: tuple[RunningServer, SimulatorState], state: SimulatorState
+    simulator: RunningServer, simulator_state: SimulatorState
 ) -> None:
     response = httpx.post(
-        f"{simulator[0].url}/v2/chat",
+        f"{simulator.url}/v2/chat",
         headers={"authorization": "Bearer k"},
         json={"model": MODEL, "messages": [{"role": "user", "content": "frame"}], "stream": True},
     )
@@ -216,9 +200,9 @@ def test_a_repeated_conversation_prefix_is_reported_as_cached(client: cohere.Cli
 
 
 def test_a_prompt_over_the_context_window_is_a_bad_request(
-    client: cohere.ClientV2, state: SimulatorState
+    client: cohere.ClientV2, simulator_state: SimulatorState
 ) -> None:
-    state.set_faults(MODEL, Faults(context_window=3))
+    simulator_state.set_faults(MODEL, Faults(context_window=3))
 
     with pytest.raises(errors.BadRequestError) as caught:
         client.chat(model=MODEL, messages=user("four words too many"))
@@ -270,8 +254,8 @@ def test_embed_base64_is_the_float32_bytes_of_the_floats(client: cohere.ClientV2
     assert struct.unpack(f"<{len(floats)}f", raw) == pytest.approx(floats, abs=1e-6)
 
 
-def test_a_rejected_key_is_unauthorized(simulator: tuple[RunningServer, SimulatorState]) -> None:
-    client = cohere.ClientV2(api_key="bad-key", base_url=simulator[0].url, max_retries=0)
+def test_a_rejected_key_is_unauthorized(simulator: RunningServer) -> None:
+    client = cohere.ClientV2(api_key="bad-key", base_url=simulator.url, max_retries=0)
 
     with pytest.raises(errors.UnauthorizedError) as caught:
         client.chat(model=MODEL, messages=user("hi"))
@@ -284,9 +268,9 @@ def test_an_unknown_model_is_not_found(client: cohere.ClientV2) -> None:
 
 
 def test_a_429_burst_is_too_many_requests_with_retry_after(
-    client: cohere.ClientV2, state: SimulatorState
+    client: cohere.ClientV2, simulator_state: SimulatorState
 ) -> None:
-    state.set_faults(MODEL, Faults(burst_429=1, retry_after_s=3))
+    simulator_state.set_faults(MODEL, Faults(burst_429=1, retry_after_s=3))
 
     with pytest.raises(errors.TooManyRequestsError) as caught:
         client.chat(model=MODEL, messages=user("hi"))
@@ -296,9 +280,9 @@ def test_a_429_burst_is_too_many_requests_with_retry_after(
 
 
 def test_a_server_fault_is_an_internal_server_error(
-    client: cohere.ClientV2, state: SimulatorState
+    client: cohere.ClientV2, simulator_state: SimulatorState
 ) -> None:
-    state.set_faults("*", Faults(error_rate=1.0, error_status=500))
+    simulator_state.set_faults("*", Faults(error_rate=1.0, error_status=500))
 
     with pytest.raises(errors.InternalServerError):
         client.embed(model="embed-v4.0", texts=["x"], input_type="search_document")
@@ -316,9 +300,9 @@ def test_embed_with_an_unknown_input_type_is_a_bad_request(client: cohere.Client
 
 
 def test_a_cut_stream_stops_without_message_end(
-    client: cohere.ClientV2, state: SimulatorState
+    client: cohere.ClientV2, simulator_state: SimulatorState
 ) -> None:
-    state.set_faults(MODEL, Faults(cut_after_chunks=2))
+    simulator_state.set_faults(MODEL, Faults(cut_after_chunks=2))
 
     kinds: list[str] = []
     with pytest.raises(httpx.HTTPError):

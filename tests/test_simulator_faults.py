@@ -6,45 +6,23 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import httpx
 import httpx2
 import openai
 import pytest
 
-from capstan.testing.simulator import build_simulator
-from tests.servers import RunningServer, free_port, start_asgi
+from tests.servers import RunningServer, free_port
+from tests.simulator_fixtures import anthropic_sdk, openai_sdk, received, set_faults
 
 CAPSTAN = Path(sys.executable).parent / "capstan"
 STARTUP_SECONDS = 20.0
 
 
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[RunningServer]:
-    server = start_asgi(build_simulator())
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _no_faults(simulator: RunningServer) -> Iterator[None]:
-    """Each test starts, and ends, with no faults (ending one also frees any hung request)."""
-    httpx.delete(f"{simulator.url}/_sim/faults").raise_for_status()
-    yield
-    httpx.delete(f"{simulator.url}/_sim/faults").raise_for_status()
-
-
-def set_faults(simulator: RunningServer, model: str = "*", **faults: Any) -> None:
-    httpx.put(f"{simulator.url}/_sim/faults", json={"model": model, **faults}).raise_for_status()
-
-
-def openai_client(simulator: RunningServer, **options: Any) -> openai.OpenAI:
-    options.setdefault("max_retries", 0)
-    return openai.OpenAI(api_key="sk-test", base_url=simulator.url + "/v1", **options)
+# Each test starts, and ends, with no faults (ending one also frees any hung request).
+pytestmark = pytest.mark.usefixtures("simulator_state")
 
 
 def ask(client: openai.OpenAI, model: str = "gpt-4o") -> str | None:
@@ -57,14 +35,14 @@ def ask(client: openai.OpenAI, model: str = "gpt-4o") -> str | None:
 def test_latency_delays_the_response(simulator: RunningServer) -> None:
     set_faults(simulator, latency_ms=300)
     started = time.monotonic()
-    ask(openai_client(simulator))
+    ask(openai_sdk(simulator))
     assert time.monotonic() - started >= 0.3
 
 
 def test_ttft_delays_the_first_streamed_token(simulator: RunningServer) -> None:
     set_faults(simulator, "gpt-slow-start", ttft_ms=400)
     started = time.monotonic()
-    stream = openai_client(simulator).chat.completions.create(
+    stream = openai_sdk(simulator).chat.completions.create(
         model="gpt-slow-start", messages=[{"role": "user", "content": "hi"}], stream=True
     )
     first = next(iter(stream))
@@ -80,7 +58,7 @@ def test_tokens_per_second_paces_the_stream(simulator: RunningServer) -> None:
     set_faults(simulator, tokens_per_s=40)
     started = time.monotonic()
     chunks = list(
-        openai_client(simulator).chat.completions.create(
+        openai_sdk(simulator).chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "pace me"}], stream=True
         )
     )
@@ -92,15 +70,15 @@ def test_a_429_burst_is_retried_after_retry_after_then_succeeds(
     simulator: RunningServer,
 ) -> None:
     set_faults(simulator, burst_429=2, retry_after_s=0.05)
-    assert ask(openai_client(simulator, max_retries=2))
+    assert ask(openai_sdk(simulator, max_retries=2))
     statuses = httpx.get(f"{simulator.url}/_sim/faults").json()
     assert statuses["*"]["burst_429"] == 0
-    assert len(httpx.get(f"{simulator.url}/_sim/requests").json()) == 3
+    assert len(received(simulator)) == 3
 
 
 def test_a_429_burst_answers_anthropic_clients_too(simulator: RunningServer) -> None:
     set_faults(simulator, burst_429=1, retry_after_s=0.05)
-    client = anthropic.Anthropic(api_key="sk-ant", base_url=simulator.url, max_retries=1)
+    client = anthropic_sdk(simulator, max_retries=1)
     message = client.messages.create(
         model="claude-simulated", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
     )
@@ -109,7 +87,7 @@ def test_a_429_burst_answers_anthropic_clients_too(simulator: RunningServer) -> 
 
 def test_error_rate_one_fails_every_call(simulator: RunningServer) -> None:
     set_faults(simulator, error_rate=1.0, error_status=503)
-    client = openai_client(simulator)
+    client = openai_sdk(simulator)
     for _ in range(3):
         with pytest.raises(openai.InternalServerError) as raised:
             ask(client)
@@ -118,7 +96,7 @@ def test_error_rate_one_fails_every_call(simulator: RunningServer) -> None:
 
 def test_faults_apply_to_their_model_only(simulator: RunningServer) -> None:
     set_faults(simulator, "gpt-doomed", error_rate=1.0)
-    client = openai_client(simulator)
+    client = openai_sdk(simulator)
     with pytest.raises(openai.InternalServerError):
         ask(client, "gpt-doomed")
     assert ask(client, "gpt-4o")
@@ -126,7 +104,7 @@ def test_faults_apply_to_their_model_only(simulator: RunningServer) -> None:
 
 def test_a_cut_openai_stream_fails_in_the_client(simulator: RunningServer) -> None:
     set_faults(simulator, cut_after_chunks=3)
-    stream = openai_client(simulator).chat.completions.create(
+    stream = openai_sdk(simulator).chat.completions.create(
         model="gpt-4o", messages=[{"role": "user", "content": "cut me off"}], stream=True
     )
     received: list[Any] = []
@@ -139,7 +117,7 @@ def test_a_cut_openai_stream_fails_in_the_client(simulator: RunningServer) -> No
 
 def test_a_cut_anthropic_stream_never_completes_the_message(simulator: RunningServer) -> None:
     set_faults(simulator, cut_after_chunks=2)
-    client = anthropic.Anthropic(api_key="sk-ant", base_url=simulator.url, max_retries=0)
+    client = anthropic_sdk(simulator)
     stream = client.messages.create(
         model="claude-simulated",
         max_tokens=64,
@@ -156,7 +134,7 @@ def test_a_cut_anthropic_stream_never_completes_the_message(simulator: RunningSe
 def test_a_hang_times_the_client_out(simulator: RunningServer) -> None:
     set_faults(simulator, hang=True)
     with pytest.raises(openai.APITimeoutError):
-        ask(openai_client(simulator, timeout=0.5))
+        ask(openai_sdk(simulator, timeout=0.5))
 
 
 def test_faults_can_be_set_listed_and_cleared(simulator: RunningServer) -> None:
@@ -188,7 +166,7 @@ def test_the_request_log_hides_credentials(simulator: RunningServer) -> None:
         headers=headers,
         json={"model": "gpt-4o", "messages": [{"role": "user", "content": "log me"}]},
     )
-    logged = httpx.get(f"{simulator.url}/_sim/requests").json()[-1]
+    logged = received(simulator)[-1]
     assert logged["path"] == "/v1/chat/completions"
     assert logged["headers"]["x-trace"] == "kept"
     assert not {"authorization", "x-api-key", "api-key"} & set(logged["headers"])

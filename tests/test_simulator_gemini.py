@@ -4,7 +4,6 @@ wire bytes themselves matter."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
 import httpx
 import orjson
@@ -12,9 +11,9 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from capstan.testing.simulator import build_simulator
 from capstan.testing.simulator.gemini_replies import IMAGE_TOKENS, SAFETY_TRIGGER
-from tests.servers import RunningServer, start_asgi
+from tests.servers import RunningServer
+from tests.simulator_fixtures import set_faults
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n fake image bytes").decode()
 WEATHER = types.FunctionDeclaration(
@@ -31,28 +30,14 @@ WEATHER = types.FunctionDeclaration(
 )
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RunningServer]:
-    running = start_asgi(build_simulator())
-    yield running
-    running.stop()
-
-
-@pytest.fixture(autouse=True)
-def _reset(server: RunningServer) -> Iterator[None]:
-    yield
-    httpx.delete(f"{server.url}/_sim/faults")
+pytestmark = pytest.mark.usefixtures("simulator_state")
 
 
 @pytest.fixture(scope="module")
-def client(server: RunningServer) -> genai.Client:
+def client(simulator: RunningServer) -> genai.Client:
     # The SDK defaults to api_version "v1"; the simulator serves Google's v1beta surface.
-    options = types.HttpOptions(base_url=server.url, api_version="v1beta")
+    options = types.HttpOptions(base_url=simulator.url, api_version="v1beta")
     return genai.Client(api_key="test-key", http_options=options)
-
-
-def set_faults(server: RunningServer, model: str, **faults: object) -> None:
-    httpx.put(f"{server.url}/_sim/faults", json={"model": model, **faults}).raise_for_status()
 
 
 def test_generate_content_echoes_the_prompt_with_consistent_usage(client: genai.Client) -> None:
@@ -79,8 +64,8 @@ def test_system_instruction_counts_as_prompt(client: genai.Client) -> None:
     assert response.usage_metadata.prompt_token_count == 5
 
 
-def test_default_v1_api_version_is_served(server: RunningServer) -> None:
-    client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=server.url))
+def test_default_v1_api_version_is_served(simulator: RunningServer) -> None:
+    client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=simulator.url))
     response = client.models.generate_content(model="gemini-2.0-flash", contents="on v1")
     assert response.text is not None
     assert response.text.startswith("Echo: on v1.")
@@ -257,8 +242,8 @@ def test_list_models(client: genai.Client) -> None:
     assert "models/gemini-2.5-flash" in names
 
 
-def test_rejected_key_is_googles_400(server: RunningServer) -> None:
-    options = types.HttpOptions(base_url=server.url, api_version="v1beta")
+def test_rejected_key_is_googles_400(simulator: RunningServer) -> None:
+    options = types.HttpOptions(base_url=simulator.url, api_version="v1beta")
     client = genai.Client(api_key="bad-key", http_options=options)
     with pytest.raises(errors.ClientError) as caught:
         client.models.generate_content(model="gemini-2.0-flash", contents="x")
@@ -275,9 +260,9 @@ def test_unknown_model_is_404(client: genai.Client) -> None:
 
 
 def test_rate_limit_states_the_delay_in_the_body(
-    server: RunningServer, client: genai.Client
+    simulator: RunningServer, client: genai.Client
 ) -> None:
-    set_faults(server, "gemini-sdk-429", burst_429=1, retry_after_s=7)
+    set_faults(simulator, "gemini-sdk-429", burst_429=1, retry_after_s=7)
     with pytest.raises(errors.ClientError) as caught:
         client.models.generate_content(model="gemini-sdk-429", contents="x")
     assert caught.value.code == 429
@@ -287,27 +272,27 @@ def test_rate_limit_states_the_delay_in_the_body(
 
 @pytest.mark.parametrize(("status", "name"), [(500, "INTERNAL"), (503, "UNAVAILABLE")])
 def test_server_faults_raise_server_error(
-    server: RunningServer, client: genai.Client, status: int, name: str
+    simulator: RunningServer, client: genai.Client, status: int, name: str
 ) -> None:
-    set_faults(server, "gemini-sdk-5xx", error_rate=1.0, error_status=status)
+    set_faults(simulator, "gemini-sdk-5xx", error_rate=1.0, error_status=status)
     with pytest.raises(errors.ServerError) as caught:
         client.models.generate_content(model="gemini-sdk-5xx", contents="x")
     assert caught.value.code == status
     assert caught.value.status == name
 
 
-def _post(server: RunningServer, path: str, body: object, **params: str) -> httpx.Response:
+def _post(simulator: RunningServer, path: str, body: object, **params: str) -> httpx.Response:
     return httpx.post(
-        f"{server.url}/v1beta/models/{path}",
+        f"{simulator.url}/v1beta/models/{path}",
         json=body,
         params=params,
         headers={"x-goog-api-key": "k"},
     )
 
 
-def test_sse_events_are_crlf_framed(server: RunningServer) -> None:
+def test_sse_events_are_crlf_framed(simulator: RunningServer) -> None:
     body = {"contents": [{"role": "user", "parts": [{"text": "frames"}]}]}
-    response = _post(server, "gemini-2.0-flash:streamGenerateContent", body, alt="sse")
+    response = _post(simulator, "gemini-2.0-flash:streamGenerateContent", body, alt="sse")
     assert response.headers["content-type"].startswith("text/event-stream")
     events = response.content.split(b"\r\n\r\n")
     assert events[-1] == b""
@@ -315,45 +300,47 @@ def test_sse_events_are_crlf_framed(server: RunningServer) -> None:
     assert orjson.loads(events[-2][6:])["candidates"][0]["finishReason"] == "STOP"
 
 
-def test_stream_without_sse_is_a_json_array(server: RunningServer) -> None:
+def test_stream_without_sse_is_a_json_array(simulator: RunningServer) -> None:
     body = {"contents": [{"role": "user", "parts": [{"text": "array"}]}]}
-    response = _post(server, "gemini-2.0-flash:streamGenerateContent", body)
+    response = _post(simulator, "gemini-2.0-flash:streamGenerateContent", body)
     chunks = orjson.loads(response.content)
     assert isinstance(chunks, list)
     assert chunks[-1]["candidates"][0]["finishReason"] == "STOP"
 
 
-def test_key_in_query_parameter_is_accepted(server: RunningServer) -> None:
+def test_key_in_query_parameter_is_accepted(simulator: RunningServer) -> None:
     body = {"contents": [{"parts": [{"text": "query key"}]}]}
     response = httpx.post(
-        f"{server.url}/v1beta/models/gemini-2.0-flash:generateContent",
+        f"{simulator.url}/v1beta/models/gemini-2.0-flash:generateContent",
         json=body,
         params={"key": "k"},
     )
     assert response.status_code == 200
 
 
-def test_missing_key_is_403(server: RunningServer) -> None:
+def test_missing_key_is_403(simulator: RunningServer) -> None:
     body = {"contents": [{"parts": [{"text": "x"}]}]}
-    response = httpx.post(f"{server.url}/v1beta/models/gemini-2.0-flash:generateContent", json=body)
+    response = httpx.post(
+        f"{simulator.url}/v1beta/models/gemini-2.0-flash:generateContent", json=body
+    )
     assert response.status_code == 403
     assert response.json()["error"]["status"] == "PERMISSION_DENIED"
 
 
-def test_unknown_field_is_refused(server: RunningServer) -> None:
+def test_unknown_field_is_refused(simulator: RunningServer) -> None:
     body = {"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"max_tokens": 5}}
-    response = _post(server, "gemini-2.0-flash:generateContent", body)
+    response = _post(simulator, "gemini-2.0-flash:generateContent", body)
     assert response.status_code == 400
     assert 'Unknown name "maxTokens"' in response.json()["error"]["message"]
 
 
-def test_snake_case_fields_are_accepted(server: RunningServer) -> None:
+def test_snake_case_fields_are_accepted(simulator: RunningServer) -> None:
     body = {"contents": [{"parts": [{"text": "x"}]}], "generation_config": {"max_output_tokens": 1}}
-    response = _post(server, "gemini-2.0-flash:generateContent", body)
+    response = _post(simulator, "gemini-2.0-flash:generateContent", body)
     assert response.json()["candidates"][0]["finishReason"] == "MAX_TOKENS"
 
 
-def test_function_responses_must_match_the_calls(server: RunningServer) -> None:
+def test_function_responses_must_match_the_calls(simulator: RunningServer) -> None:
     body = {
         "contents": [
             {"role": "user", "parts": [{"text": "x"}]},
@@ -367,18 +354,18 @@ def test_function_responses_must_match_the_calls(server: RunningServer) -> None:
             },
         ]
     }
-    response = _post(server, "gemini-2.0-flash:generateContent", body)
+    response = _post(simulator, "gemini-2.0-flash:generateContent", body)
     assert response.status_code == 400
     assert "number of function response parts" in response.json()["error"]["message"]
 
 
-def test_empty_contents_is_invalid_argument(server: RunningServer) -> None:
-    response = _post(server, "gemini-2.0-flash:generateContent", {"contents": []})
+def test_empty_contents_is_invalid_argument(simulator: RunningServer) -> None:
+    response = _post(simulator, "gemini-2.0-flash:generateContent", {"contents": []})
     assert response.status_code == 400
     assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
 
 
-def test_gemini_3_refuses_unsigned_function_calls(server: RunningServer) -> None:
+def test_gemini_3_refuses_unsigned_function_calls(simulator: RunningServer) -> None:
     body = {
         "contents": [
             {"role": "user", "parts": [{"text": "x"}]},
@@ -386,7 +373,7 @@ def test_gemini_3_refuses_unsigned_function_calls(server: RunningServer) -> None
             {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {}}}]},
         ]
     }
-    response = _post(server, "gemini-3-pro-preview:generateContent", body)
+    response = _post(simulator, "gemini-3-pro-preview:generateContent", body)
     assert response.status_code == 400
     assert "thought_signature" in response.json()["error"]["message"]
 
@@ -397,17 +384,17 @@ def test_get_model(client: genai.Client) -> None:
     assert model.output_token_limit == 65536
 
 
-def test_embed_content_single(server: RunningServer) -> None:
+def test_embed_content_single(simulator: RunningServer) -> None:
     body = {"content": {"parts": [{"text": "one"}]}, "outputDimensionality": 3}
-    response = _post(server, "text-embedding-004:embedContent", body)
+    response = _post(simulator, "text-embedding-004:embedContent", body)
     assert len(response.json()["embedding"]["values"]) == 3
 
 
-def test_count_tokens_of_a_generate_request(server: RunningServer) -> None:
+def test_count_tokens_of_a_generate_request(simulator: RunningServer) -> None:
     inner = {
         "model": "models/gemini-2.0-flash",
         "contents": [{"parts": [{"text": "a b"}]}],
         "systemInstruction": {"parts": [{"text": "c d e"}]},
     }
-    response = _post(server, "gemini-2.0-flash:countTokens", {"generateContentRequest": inner})
+    response = _post(simulator, "gemini-2.0-flash:countTokens", {"generateContentRequest": inner})
     assert response.json()["totalTokens"] == 5

@@ -10,6 +10,7 @@ from fastapi import Query
 from pydantic import BaseModel
 
 Item = TypeVar("Item", bound=BaseModel)
+Row = TypeVar("Row")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
@@ -31,9 +32,7 @@ def page_params(
     return PageParams(limit=limit, cursor=cursor)
 
 
-def page_of(
-    rows: Sequence[object], params: PageParams, view: Callable[[object], Item]
-) -> Page[Item]:
+def page_of(rows: Sequence[Row], params: PageParams, view: Callable[[Row], Item]) -> Page[Item]:
     items = [view(row) for row in rows]
     last = rows[-1] if len(rows) == params.limit else None
     return Page[Item](items=items, next_cursor=str(last.id) if last is not None else None)  # type: ignore[attr-defined]

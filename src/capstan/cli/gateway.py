@@ -9,18 +9,19 @@ itself from stdin and has it stored encrypted.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 from rich.table import Table
 
 from capstan.cli.client import control_client
 from capstan.cli.output import CliError, console, print_json, print_listing
+from capstan.cli.resources import JsonFlag, Limit, all_pages, create, delete, item_path
+from capstan.cli.secrets import read_stdin
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-Limit = Annotated[int, typer.Option(min=1, max=500, help="Rows per page.")]
+Row = dict[str, Any]
 OptionPairs = Annotated[
     list[str] | None,
     typer.Option("--option", "-o", metavar="KEY=VALUE", help="An option (repeatable)."),
@@ -30,22 +31,6 @@ providers = typer.Typer(help="Gateway providers: an endpoint and its key.", no_a
 deployments = typer.Typer(help="Deployments: a model on a provider.", no_args_is_help=True)
 aliases = typer.Typer(help="Aliases: names clients call, routed over deployments.")
 aliases.info.no_args_is_help = True
-
-
-def _item(plural: str, name: str) -> str:
-    return f"/{plural}/" + quote(name, safe="")
-
-
-def _all(plural: str, limit: int) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    cursor: str | None = None
-    with control_client() as client:
-        while True:
-            page = client.request("GET", f"/{plural}", params={"limit": limit, "cursor": cursor})
-            rows.extend(page["items"])
-            cursor = page["next_cursor"]
-            if cursor is None:
-                return rows
 
 
 def _options(pairs: list[str] | None) -> dict[str, str] | None:
@@ -58,31 +43,6 @@ def _options(pairs: list[str] | None) -> dict[str, str] | None:
             raise CliError(f"--option: {pair!r} is not KEY=VALUE")
         options[key.strip()] = value
     return options
-
-
-def _created(kind: str, body: dict[str, Any], plural: str, as_json: bool) -> None:
-    with control_client() as client:
-        created = client.request("POST", f"/{plural}", json=body)
-    if as_json:
-        print_json(created)
-    else:
-        typer.echo(f"created {kind} {created['name']} ({created['id']})")
-
-
-def _show(plural: str, name: str, as_json: bool) -> None:
-    with control_client() as client:
-        row = client.request("GET", _item(plural, name))
-    if as_json:
-        print_json(row)
-        return
-    for key, value in row.items():
-        typer.echo(f"{key + ':':<20} {_text(value)}")
-
-
-def _delete(kind: str, plural: str, name: str) -> None:
-    with control_client() as client:
-        client.request("DELETE", _item(plural, name))
-    typer.echo(f"deleted {kind} {name}")
 
 
 def _text(value: Any, *, brackets: bool = True) -> str:
@@ -101,17 +61,43 @@ def _text(value: Any, *, brackets: bool = True) -> str:
     return str(value)
 
 
+def _list_show_delete(
+    app: typer.Typer,
+    kind: str,
+    plural: str,
+    columns: list[str],
+    *,
+    list_help: str,
+    delete_help: str,
+    shown: Callable[[Row], Row] | None = None,
+) -> None:
+    """`list`, `show` and `delete` for one kind (added after its `create`, which differs per
+    kind, so --help lists them in that order). `shown` reshapes a row for the table."""
+    collection = f"/{plural}"
+
+    @app.command("list", help=list_help)
+    def list_rows(json: JsonFlag = False, limit: Limit = 100) -> None:
+        rows = all_pages(collection, limit)
+        if shown is not None and not json:
+            rows = [shown(row) for row in rows]
+        print_listing(rows, columns, as_json=json, title=plural.capitalize())
+
+    @app.command("show", help=f"Show one {kind}.")
+    def show(name: str, json: JsonFlag = False) -> None:
+        with control_client() as client:
+            row = client.request("GET", item_path(collection, name))
+        if json:
+            print_json(row)
+            return
+        for key, value in row.items():
+            typer.echo(f"{key + ':':<20} {_text(value)}")
+
+    @app.command("delete", help=delete_help)
+    def delete_one(name: str) -> None:
+        delete(item_path(collection, name), kind, name)
+
+
 # -- providers -----------------------------------------------------------------------------------
-
-
-def _read_key() -> str:
-    if sys.stdin.isatty():
-        key = str(typer.prompt("API key", hide_input=True, prompt_suffix=": "))
-    else:
-        key = sys.stdin.read().removesuffix("\n").removesuffix("\r")
-    if not key:
-        raise CliError("--api-key-stdin: no key on stdin")
-    return key
 
 
 @providers.command("create")
@@ -132,31 +118,29 @@ def provider_create(
     """Create a provider."""
     if api_key_env and api_key_stdin:
         raise CliError("--api-key-env and --api-key-stdin exclude each other")
-    api_key = f"env:{api_key_env}" if api_key_env else (_read_key() if api_key_stdin else None)
-    given = {"name": name, "kind": kind, "base_url": base_url, "api_key": api_key}
-    body: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    if option:
-        body["options"] = _options(option)
-    _created("provider", body, "providers", json)
+    api_key = None
+    if api_key_env:
+        api_key = f"env:{api_key_env}"
+    elif api_key_stdin:
+        api_key = read_stdin("API key", when_empty="--api-key-stdin: no key on stdin")
+    given = {
+        "name": name,
+        "kind": kind,
+        "base_url": base_url,
+        "api_key": api_key,
+        "options": _options(option),
+    }
+    create("/providers", {k: v for k, v in given.items() if v is not None}, json, "provider")
 
 
-@providers.command("list")
-def provider_list(json: JsonFlag = False, limit: Limit = 100) -> None:
-    """List providers (keys show as env:NAME, secret:NAME or stored)."""
-    columns = ["name", "kind", "effective_base_url", "api_key", "updated_at"]
-    print_listing(_all("providers", limit), columns, as_json=json, title="Providers")
-
-
-@providers.command("show")
-def provider_show(name: str, json: JsonFlag = False) -> None:
-    """Show one provider."""
-    _show("providers", name, json)
-
-
-@providers.command("delete")
-def provider_delete(name: str) -> None:
-    """Delete a provider no deployment uses (and the key stored for it)."""
-    _delete("provider", "providers", name)
+_list_show_delete(
+    providers,
+    "provider",
+    "providers",
+    ["name", "kind", "effective_base_url", "api_key", "updated_at"],
+    list_help="List providers (keys show as env:NAME, secret:NAME or stored).",
+    delete_help="Delete a provider no deployment uses (and the key stored for it).",
+)
 
 
 # -- deployments ---------------------------------------------------------------------------------
@@ -173,35 +157,25 @@ def deployment_create(
     json: JsonFlag = False,
 ) -> None:
     """Create a deployment: a model on a provider."""
-    body: dict[str, Any] = {
+    body = {
         "name": name,
         "provider": provider,
         "model": model,
         "timeout_s": timeout,
         "max_concurrency": max_concurrency,
+        "options": _options(option),
     }
-    if option:
-        body["options"] = _options(option)
-    _created("deployment", body, "deployments", json)
+    create("/deployments", body, json, "deployment")
 
 
-@deployments.command("list")
-def deployment_list(json: JsonFlag = False, limit: Limit = 100) -> None:
-    """List deployments."""
-    columns = ["name", "provider", "model", "timeout_s", "max_concurrency"]
-    print_listing(_all("deployments", limit), columns, as_json=json, title="Deployments")
-
-
-@deployments.command("show")
-def deployment_show(name: str, json: JsonFlag = False) -> None:
-    """Show one deployment."""
-    _show("deployments", name, json)
-
-
-@deployments.command("delete")
-def deployment_delete(name: str) -> None:
-    """Delete a deployment no alias uses."""
-    _delete("deployment", "deployments", name)
+_list_show_delete(
+    deployments,
+    "deployment",
+    "deployments",
+    ["name", "provider", "model", "timeout_s", "max_concurrency"],
+    list_help="List deployments.",
+    delete_help="Delete a deployment no alias uses.",
+)
 
 
 # -- aliases ------------------------------------------------------------------------------------
@@ -237,45 +211,33 @@ def alias_create(
         "targets": [_target(t) for t in target],
         "fallbacks": fallback or [],
     }
-    _created("alias", body, "aliases", json)
+    create("/aliases", body, json, "alias")
 
 
-@aliases.command("list")
-def alias_list(json: JsonFlag = False, limit: Limit = 100) -> None:
-    """List aliases."""
-    rows = _all("aliases", limit)
-    if json:
-        print_json(rows)
-        return
-    shown = [
-        {
-            **r,
-            "targets": _text(r["targets"], brackets=False),
-            "fallbacks": _text(r["fallbacks"], brackets=False),
-        }
-        for r in rows
-    ]
-    print_listing(
-        shown, ["name", "strategy", "targets", "fallbacks"], as_json=False, title="Aliases"
-    )
+def _alias_row(row: Row) -> Row:
+    """Targets and fallbacks as plain text: in brackets, Rich would read them as markup."""
+    return {
+        **row,
+        "targets": _text(row["targets"], brackets=False),
+        "fallbacks": _text(row["fallbacks"], brackets=False),
+    }
 
 
-@aliases.command("show")
-def alias_show(name: str, json: JsonFlag = False) -> None:
-    """Show one alias."""
-    _show("aliases", name, json)
-
-
-@aliases.command("delete")
-def alias_delete(name: str) -> None:
-    """Delete an alias no other alias falls back to."""
-    _delete("alias", "aliases", name)
+_list_show_delete(
+    aliases,
+    "alias",
+    "aliases",
+    ["name", "strategy", "targets", "fallbacks"],
+    list_help="List aliases.",
+    delete_help="Delete an alias no other alias falls back to.",
+    shown=_alias_row,
+)
 
 
 # -- apply and catalog --------------------------------------------------------------------------
 
 
-def plan_lines(result: dict[str, Any]) -> list[str]:
+def _plan_lines(result: dict[str, Any]) -> list[str]:
     """The plan as lines: `+ provider x`, `~ alias y: strategy weighted → priority`,
     `- deployment z`, `= 3 unchanged`."""
     signs = {"create": "+", "update": "~", "delete": "-"}
@@ -313,7 +275,7 @@ def apply_file(
     if json:
         print_json(result)
         return
-    for line in plan_lines(result):
+    for line in _plan_lines(result):
         typer.echo(line)
     count = len(result["changes"])
     if dry_run:

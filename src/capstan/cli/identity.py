@@ -9,9 +9,7 @@ import typer
 
 from capstan.cli.client import control_client
 from capstan.cli.output import CliError, print_json, print_listing
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-Limit = Annotated[int, typer.Option(min=1, max=500, help="Rows per page.")]
+from capstan.cli.resources import JsonFlag, Limit, all_pages, create
 
 departments = typer.Typer(help="Departments of the organization.", no_args_is_help=True)
 teams = typer.Typer(help="Teams, inside departments.", no_args_is_help=True)
@@ -20,40 +18,17 @@ users = typer.Typer(help="People who own keys and approve changes.", no_args_is_
 keys = typer.Typer(help="API keys: shown once, stored as hashes.", no_args_is_help=True)
 
 
-def _all_pages(path: str, limit: int, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    cursor: str | None = None
-    with control_client() as client:
-        while True:
-            page = client.request(
-                "GET", path, params={**(params or {}), "limit": limit, "cursor": cursor}
-            )
-            rows.extend(page["items"])
-            cursor = page["next_cursor"]
-            if cursor is None:
-                return rows
-
-
-def _create(path: str, body: dict[str, Any], as_json: bool, label: str) -> None:
-    with control_client() as client:
-        created = client.request("POST", path, json=body)
-    if as_json:
-        print_json(created)
-    else:
-        typer.echo(f"created {label} {created.get('name', '')} ({created['id']})")
-
-
 @departments.command("create")
 def department_create(name: str, json: JsonFlag = False) -> None:
     """Create a department."""
-    _create("/departments", {"name": name}, json, "department")
+    create("/departments", {"name": name}, json, "department")
 
 
 @departments.command("list")
 def department_list(json: JsonFlag = False, limit: Limit = 100) -> None:
     """List departments."""
     print_listing(
-        _all_pages("/departments", limit),
+        all_pages("/departments", limit),
         ["id", "name", "created_at"],
         as_json=json,
         title="Departments",
@@ -67,13 +42,13 @@ def team_create(
     json: JsonFlag = False,
 ) -> None:
     """Create a team in a department."""
-    _create("/teams", {"name": name, "department": department}, json, "team")
+    create("/teams", {"name": name, "department": department}, json, "team")
 
 
 @teams.command("list")
 def team_list(json: JsonFlag = False, limit: Limit = 100) -> None:
     """List teams."""
-    rows = _all_pages("/teams", limit)
+    rows = all_pages("/teams", limit)
     print_listing(rows, ["id", "name", "department_id", "created_at"], as_json=json, title="Teams")
 
 
@@ -87,15 +62,13 @@ def project_create(
     json: JsonFlag = False,
 ) -> None:
     """Create a project in a team."""
-    _create(
-        "/projects", {"name": name, "team": team, "log_payloads": log_payloads}, json, "project"
-    )
+    create("/projects", {"name": name, "team": team, "log_payloads": log_payloads}, json, "project")
 
 
 @projects.command("list")
 def project_list(json: JsonFlag = False, limit: Limit = 100) -> None:
     """List projects."""
-    rows = _all_pages("/projects", limit)
+    rows = all_pages("/projects", limit)
     columns = ["id", "name", "team_id", "log_payloads", "created_at"]
     print_listing(rows, columns, as_json=json, title="Projects")
 
@@ -110,13 +83,13 @@ def user_create(
 ) -> None:
     """Create a user."""
     body = {"email": email, "name": name, "department": department, "team": team}
-    _create("/users", body, json, "user")
+    create("/users", body, json, "user")
 
 
 @users.command("list")
 def user_list(json: JsonFlag = False, limit: Limit = 100) -> None:
     """List users."""
-    rows = _all_pages("/users", limit)
+    rows = all_pages("/users", limit)
     print_listing(
         rows, ["id", "email", "name", "department_id", "team_id"], as_json=json, title="Users"
     )
@@ -179,7 +152,7 @@ def key_list(
     limit: Limit = 100,
 ) -> None:
     """List keys (never the keys themselves: their prefix, role and scope)."""
-    rows = _all_pages("/keys", limit, {"include_revoked": include_revoked})
+    rows = all_pages("/keys", limit, {"include_revoked": include_revoked})
     columns = ["id", "prefix", "name", "role", "scope", "expires_at", "revoked_at"]
     print_listing(rows, columns, as_json=json, title="API keys")
 

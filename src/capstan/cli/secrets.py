@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import sys
 from typing import Annotated
-from urllib.parse import quote
 
 import typer
 
 from capstan.cli.client import control_client, local_principal
-from capstan.cli.output import CliError, print_json, print_table
+from capstan.cli.output import CliError, print_listing
+from capstan.cli.resources import JsonFlag, delete, item_path
 from capstan.config import load_settings
 from capstan.services import Services
 
@@ -27,25 +27,25 @@ app = typer.Typer(
 COLUMNS = ["name", "description", "key_id", "updated_at"]
 
 
-def _path(name: str) -> str:
-    # Quoted whole, so a bad name reaches the server's validation instead of another route.
-    return "/secrets/" + quote(name, safe="")
+def read_stdin(prompt: str, *, when_empty: str) -> str:
+    """A value typed without echo on a terminal, or piped on stdin (less the one newline that
+    `echo value |` adds); `CliError(when_empty)` if there is none."""
+    if sys.stdin.isatty():
+        value = str(typer.prompt(prompt, hide_input=True, prompt_suffix=": "))
+    else:
+        value = sys.stdin.read().removesuffix("\n").removesuffix("\r")
+    if not value:
+        raise CliError(when_empty)
+    return value
 
 
 def _read_value(from_env: str | None) -> str:
-    if from_env is not None:
-        value = os.environ.get(from_env)
-        if not value:
-            raise CliError(f"--from-env: the environment variable {from_env} is not set or empty")
-        return value
-    if sys.stdin.isatty():
-        value = typer.prompt("value", hide_input=True, prompt_suffix=": ")
-    else:
-        value = sys.stdin.read()
-        # `echo secret | capstan secrets set` adds one newline that is not part of the secret.
-        value = value.removesuffix("\n").removesuffix("\r")
+    if from_env is None:
+        empty = "the secret value is empty: pipe it on stdin or use --from-env VAR"
+        return read_stdin("value", when_empty=empty)
+    value = os.environ.get(from_env)
     if not value:
-        raise CliError("the secret value is empty: pipe it on stdin or use --from-env VAR")
+        raise CliError(f"--from-env: the environment variable {from_env} is not set or empty")
     return value
 
 
@@ -62,30 +62,23 @@ def set_secret(
     value = _read_value(from_env)
     with control_client() as client:
         stored = client.request(
-            "PUT", _path(name), json={"value": value, "description": description}
+            "PUT", item_path("/secrets", name), json={"value": value, "description": description}
         )
     typer.echo(f"stored secret {stored['name']} (sealed under key {stored['key_id']})")
 
 
 @app.command("list")
-def list_secrets(
-    json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-) -> None:
+def list_secrets(json: JsonFlag = False) -> None:
     """List secrets (names and metadata; values are never shown)."""
     with control_client() as client:
         rows = client.request("GET", "/secrets")["items"]
-    if json:
-        print_json(rows)
-    else:
-        print_table(rows, COLUMNS, title="Secrets")
+    print_listing(rows, COLUMNS, as_json=json, title="Secrets")
 
 
 @app.command("delete")
 def delete_secret(name: Annotated[str, typer.Argument(help="Secret name.")]) -> None:
     """Delete a secret."""
-    with control_client() as client:
-        client.request("DELETE", _path(name))
-    typer.echo(f"deleted secret {name}")
+    delete(item_path("/secrets", name), "secret", name)
 
 
 @app.command("rotate-master-key")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
 from capstan.governance.audit import AuditLog
@@ -39,6 +40,7 @@ class ChangeRecorder:
         before: dict[str, Any] | None,
         bump: bool = True,
     ) -> None:
+        """Audit a change to `row`, whose state now is `after` (none once it is deleted)."""
         session.flush()
         self.audit.append(
             session,
@@ -47,7 +49,15 @@ class ChangeRecorder:
             resource_type=row.__tablename__,
             resource_id=str(row.id),  # type: ignore[attr-defined]
             before=before,
-            after=state_of(row),
+            after=None if inspect(row).deleted else state_of(row),
         )
         if bump:
             self.versions.bump(session)
+
+    def record_deletion(
+        self, session: Session, actor: Principal | str, action: str, row: Base, *, bump: bool = True
+    ) -> None:
+        """Delete `row` and audit it: `before` is its last state."""
+        before = state_of(row)
+        session.delete(row)
+        self.record(session, actor, action, row, before=before, bump=bump)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from capstan.errors import Conflict, NotFound
 from capstan.identity.changes import ChangeRecorder
@@ -26,6 +26,11 @@ from capstan.store.schema import Department, Organization, Project, Team, User
 Row = TypeVar("Row", Department, Team, Project, User)
 
 
+def installation_organization(session: Session) -> Organization | None:
+    """The installation's organization: the first one created (by `capstan init`)."""
+    return session.scalars(select(Organization).order_by(Organization.created_at).limit(1)).first()
+
+
 class Directory:
     def __init__(self, store: Store, changes: ChangeRecorder) -> None:
         self.store = store
@@ -35,7 +40,7 @@ class Directory:
 
     def ensure_organization(self, session: Session, actor: str, name: str) -> Organization:
         """The installation's organization, created on first use (by `capstan init`)."""
-        org = session.scalars(select(Organization).order_by(Organization.created_at)).first()
+        org = installation_organization(session)
         if org is None:
             org = Organization(name=name)
             session.add(org)
@@ -44,7 +49,7 @@ class Directory:
 
     def organization(self) -> Organization:
         with self.store.read() as session:
-            org = session.scalars(select(Organization).order_by(Organization.created_at)).first()
+            org = installation_organization(session)
         if org is None:
             raise NotFound("no organization yet: run `capstan init`")
         return org
@@ -190,12 +195,8 @@ class Directory:
         return ScopePath(org_id)
 
     def resolve_user(self, session: Session, org_id: uuid.UUID, ref: str) -> User:
-        user_id = parse_id(ref)
-        condition = User.id == user_id if user_id else User.email == ref
-        user = session.scalars(select(User).where(User.org_id == org_id, condition)).first()
-        if user is None:
-            raise NotFound(f"no user {ref!r}", field="user")
-        return user
+        """A user by id or email."""
+        return self._resolve(session, User, org_id, ref, "user", by=User.email)
 
     def _page(
         self,
@@ -215,10 +216,18 @@ class Directory:
 
     @staticmethod
     def _resolve(
-        session: Session, model: type[Row], org_id: uuid.UUID, ref: str, field: str
+        session: Session,
+        model: type[Row],
+        org_id: uuid.UUID,
+        ref: str,
+        field: str,
+        *,
+        by: InstrumentedAttribute[str] | None = None,
     ) -> Row:
+        """The row `ref` names: its id, or else its name (or the `by` column)."""
         row_id = parse_id(ref)
-        condition = model.id == row_id if row_id else model.name == ref
+        column = model.name if by is None else by
+        condition = model.id == row_id if row_id else column == ref
         row = session.scalars(select(model).where(model.org_id == org_id, condition)).first()
         if row is None:
             raise NotFound(f"no {field} {ref!r}", field=field)

@@ -18,11 +18,10 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from capstan.api.auth import authorize, services_of
-from capstan.api.pagination import Page, PageParams, page_params
+from capstan.api.pagination import Page, PageParams, page_of, page_params
 from capstan.gateway.catalog import default_catalog
 from capstan.gateway.config.apply import apply_document
 from capstan.gateway.config.plan import Kind
-from capstan.gateway.config.service import Resource
 from capstan.gateway.config.specs import (
     NAME_PATTERN,
     AliasSpec,
@@ -123,12 +122,6 @@ class CatalogOut(BaseModel):
     items: list[CatalogModelOut]
 
 
-def _page(resources: list[Resource], paging: PageParams, out: type[View]) -> dict[str, Any]:
-    items = [out.model_validate(r.view()) for r in resources]
-    last = resources[-1] if len(resources) == paging.limit else None
-    return {"items": items, "next_cursor": str(last.id) if last is not None else None}
-
-
 def _routes(kind: Kind, plural: str, spec: type[BaseModel], out: type[View]) -> None:
     """The five routes of one resource kind."""
     tags: list[str | Enum] = [plural]
@@ -137,7 +130,8 @@ def _routes(kind: Kind, plural: str, spec: type[BaseModel], out: type[View]) -> 
         return svc.gateway.create(who, body).view()
 
     def list_all(svc: Svc, who: Reader, paging: Paging) -> Any:
-        return _page(svc.gateway.list(who, kind, paging.cursor, paging.limit), paging, out)
+        resources = svc.gateway.list(who, kind, paging.cursor, paging.limit)
+        return page_of(resources, paging, lambda r: out.model_validate(r.view()))
 
     def get(name: ResourceName, svc: Svc, who: Reader) -> Any:
         return svc.gateway.get(who, kind, name).view()

@@ -18,19 +18,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from capstan.errors import InvalidInput
-from capstan.gateway.config import persist
-from capstan.gateway.config.plan import (
-    Change,
-    GatewayState,
-    Kind,
-    after_plan,
-    check_references,
-    compute_plan,
-)
+from capstan.gateway.config.persist import Loaded
+from capstan.gateway.config.plan import Change, GatewayState, Kind, Plan, compute_plan
 from capstan.gateway.config.service import GatewayConfig, document_of
 from capstan.gateway.config.specs import AliasSpec, AnySpec, DeploymentSpec, ProviderSpec
 from capstan.identity.principal import Principal
-from capstan.identity.roles import Permission
 
 SECTIONS: tuple[tuple[str, Kind], ...] = (
     ("providers", "provider"),
@@ -144,17 +136,13 @@ def apply_document(
     A dry run needs only read access (anyone who may see the configuration may see how a file
     would change it); applying needs write access, and provider changes also secrets:write."""
     desired = parse_document(text)
-    principal.require(Permission.GATEWAY_READ if dry_run else Permission.GATEWAY_WRITE)
-    org_id = principal.scope.org_id
-    if dry_run:
-        with config.store.read() as session:
-            loaded = persist.load(session, org_id)
-        plan = compute_plan(loaded.state, desired.state, prune=prune)
-        check_references(after_plan(loaded.state, plan), desired.paths)
-        return ApplyResult(plan.changes, plan.unchanged, applied=False)
-    with config.store.write() as session:
-        loaded = persist.load(session, org_id)
-        plan = compute_plan(loaded.state, desired.state, prune=prune)
-        check_references(after_plan(loaded.state, plan), desired.paths)
-        config.execute(principal, session, loaded, plan, desired.literals)
-    return ApplyResult(plan.changes, plan.unchanged, applied=bool(plan.changes))
+
+    def plan(loaded: Loaded) -> Plan:
+        return compute_plan(loaded.state, desired.state, prune=prune)
+
+    _, planned = config.apply_plan(
+        principal, plan, desired.paths, desired.literals, dry_run=dry_run
+    )
+    return ApplyResult(
+        planned.changes, planned.unchanged, applied=bool(planned.changes) and not dry_run
+    )

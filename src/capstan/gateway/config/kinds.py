@@ -53,13 +53,9 @@ OPENAI_COMPATIBLE = frozenset(
     }
 )
 
-# Servers people run themselves: no vendor key is needed, and the default is the port each
-# server listens on out of the box.
-SELF_HOSTED = frozenset(
-    {ProviderKind.VLLM, ProviderKind.OLLAMA, ProviderKind.LLAMACPP, ProviderKind.TGI}
-)
-
-DEFAULT_BASE_URLS: Mapping[ProviderKind, str] = {
+# Servers people run themselves (vLLM, Ollama, llama.cpp, TGI) default to the port each one
+# listens on out of the box.
+DEFAULT_BASE_URLS: Mapping[str, str] = {
     ProviderKind.OPENAI: "https://api.openai.com/v1",
     ProviderKind.ANTHROPIC: "https://api.anthropic.com",
     ProviderKind.GEMINI: "https://generativelanguage.googleapis.com/v1beta",
@@ -84,12 +80,6 @@ BEDROCK_URL = "https://bedrock-runtime.{region}.amazonaws.com"
 def default_base_url(kind: str, options: Mapping[str, str] | None = None) -> str | None:
     """The kind's endpoint when the provider names none; None where there is no sensible one
     (Azure is always the customer's own resource; Bedrock needs its `region` option)."""
-    known = DEFAULT_BASE_URLS.get(ProviderKind(kind)) if kind in _KIND_VALUES else None
-    if known is not None:
-        return known
     if kind == ProviderKind.BEDROCK and options and options.get("region"):
         return BEDROCK_URL.format(region=options["region"])
-    return None
-
-
-_KIND_VALUES = frozenset(k.value for k in ProviderKind)
+    return DEFAULT_BASE_URLS.get(kind)

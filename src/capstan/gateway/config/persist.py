@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from capstan.clock import utcnow
-from capstan.gateway.config.credentials import drop_key, lock_secrets, seal_key
-from capstan.gateway.config.plan import Change, Document, GatewayState, Kind
+from capstan.gateway.config.credentials import seal_key
+from capstan.gateway.config.plan import KINDS, Change, Document, GatewayState, Kind
 from capstan.gateway.config.specs import SECRET_REF, STORED_PREFIX
-from capstan.governance.secrets.vault import SecretVault
+from capstan.governance.secrets.vault import SecretVault, lock_for_write
 from capstan.identity.changes import ChangeRecorder, state_of
 from capstan.identity.principal import Principal
 from capstan.ids import new_id
@@ -37,9 +37,7 @@ class Loaded:
     """The state as documents, and the rows behind them (to update in place)."""
 
     state: GatewayState = field(default_factory=GatewayState)
-    rows: dict[Kind, dict[str, Any]] = field(
-        default_factory=lambda: {"provider": {}, "deployment": {}, "alias": {}}
-    )
+    rows: dict[Kind, dict[str, Any]] = field(default_factory=lambda: {k: {} for k in KINDS})
 
 
 def provider_document(row: GatewayProvider) -> Document:
@@ -101,12 +99,9 @@ def load(session: Session, org_id: uuid.UUID) -> Loaded:
     return loaded
 
 
-def touches_secrets(changes: list[Change], literals: dict[str, str]) -> bool:
-    return any(c.kind == "provider" and _owns_key(c) for c in changes) or bool(literals)
-
-
 def _owns_key(change: Change) -> bool:
-    return any(
+    """Whether a change stores, replaces or drops a key Capstan keeps for a provider."""
+    return change.kind == "provider" and any(
         doc is not None and str(doc.get("api_key") or "").startswith(STORED_PREFIX)
         for doc in (change.before, change.after)
     )
@@ -118,7 +113,6 @@ class ChangeWriter:
 
     session: Session
     principal: Principal
-    org_id: uuid.UUID
     loaded: Loaded
     changes: ChangeRecorder
     vault: SecretVault
@@ -126,8 +120,8 @@ class ChangeWriter:
 
     def write(self, ordered: list[Change]) -> None:
         """Apply `ordered` (see `Plan.ordered`), keeping `loaded` in step with the store."""
-        if touches_secrets(ordered, self.literals):
-            lock_secrets(self.session)
+        if any(_owns_key(change) for change in ordered):
+            lock_for_write(self.session)  # before any audit append, in the vault's own order
         for change in ordered:
             if change.action == "delete":
                 self._delete(change)
@@ -142,7 +136,9 @@ class ChangeWriter:
         if row is None:
             # The id is set now, not at flush, so deployments created in the same plan can
             # point at a provider that is not written yet.
-            row = MODELS[change.kind](id=new_id(), org_id=self.org_id, name=change.name)
+            row = MODELS[change.kind](
+                id=new_id(), org_id=self.principal.scope.org_id, name=change.name
+            )
             row.created_at = row.updated_at = utcnow()
             rows[change.name] = row
         else:
@@ -169,17 +165,14 @@ class ChangeWriter:
     def _fill_provider(self, row: GatewayProvider, change: Change) -> None:
         assert change.after is not None
         credential: str | None = change.after["api_key"]
-        owned = row.credential_digest is not None
         if credential is not None and credential.startswith(STORED_PREFIX):
             digest = credential.removeprefix(STORED_PREFIX)
             if digest != row.credential_digest:
                 key = self.literals[change.name]
-                name = seal_key(
-                    self.session, self.vault, self.principal, self.org_id, change.name, key
-                )
+                name = seal_key(self.session, self.vault, self.principal, change.name, key)
                 row.credential_ref, row.credential_digest = f"secret:{name}", digest
         else:
-            if owned and credential != row.credential_ref:  # not if the file now names it
+            if credential != row.credential_ref:  # not if the file now names the stored key
                 self._drop_owned_key(row)
             row.credential_ref, row.credential_digest = credential, None
         row.kind = change.after["kind"]
@@ -189,22 +182,13 @@ class ChangeWriter:
     def _drop_owned_key(self, row: GatewayProvider) -> None:
         match = SECRET_REF.match(row.credential_ref or "")
         if row.credential_digest is not None and match:
-            drop_key(self.session, self.vault, self.principal, self.org_id, match.group(1))
+            self.vault.delete_in(self.session, self.principal, match.group(1))
 
     def _delete(self, change: Change) -> None:
         row = self.loaded.rows[change.kind].pop(change.name)
-        before = state_of(row)
         if isinstance(row, GatewayProvider):
             self._drop_owned_key(row)
-        self.session.delete(row)
-        self.session.flush()
-        self.changes.audit.append(
-            self.session,
-            actor=self.principal.actor,
-            action=f"{change.kind}.delete",
-            resource_type=row.__tablename__,
-            resource_id=str(row.id),
-            before=before,
-            after=None,
+        self.changes.record_deletion(
+            self.session, self.principal, f"{change.kind}.delete", row, bump=False
         )
         self.loaded.state.of(change.kind).pop(change.name, None)

@@ -36,9 +36,6 @@ class GatewayState:
     def copy(self) -> GatewayState:
         return GatewayState(dict(self.providers), dict(self.deployments), dict(self.aliases))
 
-    def size(self) -> int:
-        return len(self.providers) + len(self.deployments) + len(self.aliases)
-
 
 @dataclass(frozen=True, slots=True)
 class FieldChange:

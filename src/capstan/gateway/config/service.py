@@ -78,7 +78,7 @@ class Resource:
         }
 
 
-def kind_of(spec: AnySpec) -> Kind:
+def _kind_of(spec: AnySpec) -> Kind:
     if isinstance(spec, ProviderSpec):
         return "provider"
     return "deployment" if isinstance(spec, DeploymentSpec) else "alias"
@@ -94,8 +94,8 @@ def document_of(spec: AnySpec, prefix: str = "") -> tuple[Document, str | None]:
     return alias_document(spec, prefix), None
 
 
-def require_writer(principal: Principal, changes: Sequence[Change]) -> None:
-    principal.require(Permission.GATEWAY_WRITE)
+def _require_writer(principal: Principal, changes: Sequence[Change]) -> None:
+    """Changes need an organization-wide key; provider changes also secrets:write."""
     principal.require_within(ScopePath(principal.scope.org_id))
     if any(c.kind == "provider" for c in changes):
         principal.require(Permission.SECRETS_WRITE)
@@ -141,7 +141,7 @@ class GatewayConfig:
     # -- writes -----------------------------------------------------------------------------------
 
     def create(self, principal: Principal, spec: AnySpec) -> Resource:
-        kind = kind_of(spec)
+        kind = _kind_of(spec)
         document, literal = document_of(spec)
 
         def plan(loaded: Loaded) -> Plan:
@@ -150,11 +150,12 @@ class GatewayConfig:
                 raise Conflict(f"a {taken} named {spec.name!r} already exists", field="name")
             return Plan((Change("create", kind, spec.name, None, document),), 0)
 
-        loaded = self._write(principal, plan, {(kind, spec.name): ""}, _literals(spec, literal))
+        paths = {(kind, spec.name): ""}
+        loaded, _ = self.apply_plan(principal, plan, paths, _literals(spec, literal))
         return _loaded_resource(loaded, kind, spec.name)
 
     def replace(self, principal: Principal, name: str, spec: AnySpec) -> Resource:
-        kind = kind_of(spec)
+        kind = _kind_of(spec)
         if spec.name != name:
             raise InvalidInput(
                 f"name: the body names {spec.name!r} but the path {name!r}; renaming is "
@@ -171,7 +172,7 @@ class GatewayConfig:
                 return Plan((), 1)
             return Plan((Change("update", kind, name, before, document),), 0)
 
-        loaded = self._write(principal, plan, {(kind, name): ""}, _literals(spec, literal))
+        loaded, _ = self.apply_plan(principal, plan, {(kind, name): ""}, _literals(spec, literal))
         return _loaded_resource(loaded, kind, name)
 
     def delete(self, principal: Principal, kind: Kind, name: str) -> None:
@@ -188,9 +189,32 @@ class GatewayConfig:
                 )
             return Plan((Change("delete", kind, name, before, None),), 0)
 
-        self._write(principal, plan, {}, {})
+        self.apply_plan(principal, plan, {}, {})
 
-    def execute(
+    def apply_plan(
+        self,
+        principal: Principal,
+        make_plan: Callable[[Loaded], Plan],
+        paths: dict[tuple[Kind, str], str],
+        literals: dict[str, str],
+        *,
+        dry_run: bool = False,
+    ) -> tuple[Loaded, Plan]:
+        """Load the configuration, plan against it and check the state the plan leaves; then,
+        unless `dry_run`, write it in the same transaction: rows, stored keys, one audit entry
+        per change and one config-version bump when anything changed. `paths` places each
+        resource in the input, for errors (see `check_references`)."""
+        principal.require(Permission.GATEWAY_READ if dry_run else Permission.GATEWAY_WRITE)
+        transaction = self.store.read if dry_run else self.store.write
+        with transaction() as session:
+            loaded = persist.load(session, principal.scope.org_id)
+            plan = make_plan(loaded)
+            check_references(after_plan(loaded.state, plan), paths)
+            if not dry_run:
+                self._execute(principal, session, loaded, plan, literals)
+        return loaded, plan
+
+    def _execute(
         self,
         principal: Principal,
         session: Session,
@@ -198,33 +222,14 @@ class GatewayConfig:
         plan: Plan,
         literals: dict[str, str],
     ) -> None:
-        """Write a checked plan in `session`: rows, stored keys, one audit entry per change and
-        one config-version bump when anything changed (`apply` calls this too)."""
-        require_writer(principal, plan.changes)
-        writer = ChangeWriter(
-            session, principal, principal.scope.org_id, loaded, self.changes, self.vault, literals
-        )
+        _require_writer(principal, plan.changes)
+        writer = ChangeWriter(session, principal, loaded, self.changes, self.vault, literals)
         try:
             writer.write(plan.ordered())
         except IntegrityError as exc:  # a concurrent writer took the same name first
             raise Conflict("the configuration changed concurrently; try again") from exc
         if plan.changes:
             self.changes.versions.bump(session)
-
-    def _write(
-        self,
-        principal: Principal,
-        make_plan: Callable[[Loaded], Plan],
-        paths: dict[tuple[Kind, str], str],
-        literals: dict[str, str],
-    ) -> Loaded:
-        principal.require(Permission.GATEWAY_WRITE)
-        with self.store.write() as session:
-            loaded = persist.load(session, principal.scope.org_id)
-            plan = make_plan(loaded)
-            check_references(after_plan(loaded.state, plan), paths)
-            self.execute(principal, session, loaded, plan, literals)
-        return loaded
 
 
 def _literals(spec: AnySpec, literal: str | None) -> dict[str, str]:

@@ -27,13 +27,13 @@ from capstan.gateway.config.kinds import default_base_url
 from capstan.gateway.config.specs import SECRET_OPTIONS
 from capstan.gateway.providers.base import Upstream
 from capstan.governance.secrets.vault import SecretVault
+from capstan.identity.directory import installation_organization
 from capstan.store.engine import Store
 from capstan.store.schema import (
     ConfigState,
     GatewayAlias,
     GatewayDeployment,
     GatewayProvider,
-    Organization,
 )
 
 log = logging.getLogger(__name__)
@@ -95,11 +95,10 @@ def load_routing_table(
     with store.read() as session:
         _snapshot(session)
         version = session.scalars(select(ConfigState.version).where(ConfigState.id == 1)).one()
-        org_id = session.scalars(
-            select(Organization.id).order_by(Organization.created_at).limit(1)
-        ).first()
-        if org_id is None:
+        org = installation_organization(session)
+        if org is None:
             return RoutingTable(MappingProxyType({}), MappingProxyType({}), version=version)
+        org_id = org.id
         providers = session.scalars(
             select(GatewayProvider).where(GatewayProvider.org_id == org_id)
         ).all()
@@ -107,16 +106,15 @@ def load_routing_table(
             select(GatewayDeployment).where(GatewayDeployment.org_id == org_id)
         ).all()
         aliases = session.scalars(select(GatewayAlias).where(GatewayAlias.org_id == org_id)).all()
-        secret_refs = [p.credential_ref for p in providers]
-        secret_refs += [v for p in providers for k, v in p.options.items() if k in SECRET_OPTIONS]
-        secret_refs += [v for d in deployments for k, v in d.options.items() if k in SECRET_OPTIONS]
-        resolver.load_secrets(session, vault, org_id, secret_refs)
-    by_id = {p.id: p for p in providers}
-    keys = {p.id: resolver.resolve(p.name, p.credential_ref) for p in providers}
+        refs = [p.credential_ref for p in providers]
+        refs += [v for p in providers for k, v in p.options.items() if k in SECRET_OPTIONS]
+        refs += [v for d in deployments for k, v in d.options.items() if k in SECRET_OPTIONS]
+        resolver.load_secrets(session, vault, org_id, refs)
+    resolved = {p.id: _Provider(p, resolver) for p in providers}
     table = {
-        d.name: _deployment(d, by_id[d.provider_id], keys[d.provider_id], resolver, catalog)
+        d.name: _deployment(d, resolved[d.provider_id], resolver, catalog)
         for d in deployments
-        if d.provider_id in by_id
+        if d.provider_id in resolved
     }
     routes = {a.name: _alias(a) for a in aliases}
     for provider, problem in resolver.problems.items():
@@ -124,7 +122,7 @@ def load_routing_table(
     return RoutingTable(
         MappingProxyType(table),
         MappingProxyType(routes),
-        MappingProxyType(dict(resolver.problems)),
+        MappingProxyType(resolver.problems),
         version,
     )
 
@@ -136,34 +134,48 @@ def _snapshot(session: Session) -> None:
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
-def _deployment(
-    row: GatewayDeployment,
-    provider: GatewayProvider,
-    api_key: str | None,
-    resolver: Resolver,
-    catalog: Catalog,
-) -> Deployment:
-    options = {**provider.options, **row.options}
+class _Provider:
+    """A provider's key and options resolved once, however many deployments it serves."""
+
+    def __init__(self, row: GatewayProvider, resolver: Resolver) -> None:
+        self.row = row
+        self.api_key = resolver.resolve(row.name, row.credential_ref)
+        self.options = _resolved_options(row.name, row.options, resolver)
+
+
+def _resolved_options(owner: str, options: Mapping[str, str], resolver: Resolver) -> dict[str, str]:
+    """`options` with each credential option's reference replaced by its value (or left out)."""
+    resolved = dict(options)
     for key in SECRET_OPTIONS & options.keys():
-        value = resolver.resolve(provider.name, options[key])
+        value = resolver.resolve(owner, options[key])
         if value is None:
-            del options[key]
+            del resolved[key]
         else:
-            options[key] = value
-    base_url = provider.base_url or default_base_url(provider.kind, options) or ""
+            resolved[key] = value
+    return resolved
+
+
+def _deployment(
+    row: GatewayDeployment, provider: _Provider, resolver: Resolver, catalog: Catalog
+) -> Deployment:
+    name, kind = provider.row.name, provider.row.kind
+    # The deployment's own options win, even where its credential cannot be resolved.
+    inherited = {k: v for k, v in provider.options.items() if k not in row.options}
+    options = inherited | _resolved_options(name, row.options, resolver)
+    base_url = provider.row.base_url or default_base_url(kind, options) or ""
     upstream = Upstream(
-        provider=provider.name,
-        kind=provider.kind,
+        provider=name,
+        kind=kind,
         base_url=base_url,
         model=row.model,
-        api_key=api_key,
-        options=MappingProxyType({k: str(v) for k, v in options.items()}),
+        api_key=provider.api_key,
+        options=MappingProxyType(options),
         timeout_s=row.timeout_s,
     )
     return Deployment(
         name=row.name,
-        provider=provider.name,
-        kind=provider.kind,
+        provider=name,
+        kind=kind,
         model=row.model,
         upstream=upstream,
         max_concurrency=row.max_concurrency,
@@ -172,11 +184,8 @@ def _deployment(
 
 
 def _alias(row: GatewayAlias) -> Alias:
-    targets = tuple(
-        Target(t["deployment"], int(t.get("weight", 1)), int(t.get("priority", 0)))
-        for t in row.targets
-    )
-    return Alias(row.name, row.strategy, targets, tuple(row.fallbacks or ()))
+    targets = tuple(Target(t["deployment"], t["weight"], t["priority"]) for t in row.targets)
+    return Alias(row.name, row.strategy, targets, tuple(row.fallbacks))
 
 
 __all__ = [

@@ -21,17 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from capstan.errors import InvalidInput
 from capstan.gateway.config.kinds import ProviderKind, default_base_url
+from capstan.governance.secrets.vault import MAX_VALUE
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:/-]*$"
-NAME_RE = re.compile(NAME_PATTERN)
 ENV_REF = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
 SECRET_REF = re.compile(r"^secret:([A-Za-z0-9][A-Za-z0-9._-]{0,99})$")
 STORED_PREFIX = "sha256:"
 OPTION_KEY = r"^[A-Za-z][A-Za-z0-9_.-]*$"
 MAX_OPTIONS = 64
 MAX_OPTION_TEXT = 8_192
-MAX_KEY = 65_536
-STRATEGIES = ("weighted", "least-latency", "lowest-cost", "priority")
 # Options that are credentials: accepted only as `env:NAME` or `secret:NAME` references, so a
 # secret never sits in a plain JSON column (or an audit digest of one).
 SECRET_OPTIONS = frozenset({"aws_access_key_id", "aws_secret_access_key", "aws_session_token"})
@@ -66,7 +64,7 @@ class ProviderSpec(Spec):
     api_key: str | None = Field(
         default=None,
         min_length=1,
-        max_length=MAX_KEY,
+        max_length=MAX_VALUE,
         description="`env:NAME` (read when routing) or the key itself (stored encrypted).",
     )
     options: Options | None = None

@@ -28,16 +28,14 @@ import orjson
 
 from capstan.gateway.dialects.anthropic_reply import (
     AnthropicStreamTranslator,
-    anthropic_usage,
     to_anthropic_message,
 )
 from capstan.gateway.providers.base import ChatRequest, TranslationError
+from capstan.gateway.providers.openai_shapes import arguments_text, tool_call
 
 __all__ = [
-    "ERROR_TYPES",
     "AnthropicStreamTranslator",
     "anthropic_error",
-    "anthropic_usage",
     "error_type",
     "sse_bytes",
     "to_anthropic_message",
@@ -231,14 +229,8 @@ def _assistant(blocks: list[dict[str, Any]], position: int) -> list[dict[str, An
         if kind == "text":
             texts.append(block.get("text") or "")
         elif kind == "tool_use":
-            arguments = orjson.dumps(block.get("input") or {}).decode()
-            calls.append(
-                {
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {"name": block.get("name"), "arguments": arguments},
-                }
-            )
+            arguments = arguments_text(block.get("input"))
+            calls.append(tool_call(block.get("id"), block.get("name"), arguments))
         elif kind in ("thinking", "redacted_thinking"):
             continue
         else:

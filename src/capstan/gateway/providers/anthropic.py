@@ -38,7 +38,14 @@ from capstan.gateway.providers.base import (
     Upstream,
     UpstreamError,
 )
-from capstan.gateway.providers.http import extra_headers, post_json, sse_events, upstream_post
+from capstan.gateway.providers.http import (
+    extra_headers,
+    json_object,
+    post_json,
+    read_rest,
+    sse_events,
+    upstream_post,
+)
 
 __all__ = [
     "AnthropicProvider",
@@ -72,9 +79,8 @@ class AnthropicProvider:
     async def chat(
         self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
     ) -> ChatCompletion:
-        body = to_messages_body({**request, "model": upstream.model})
-        message = await messages(http, upstream, body)
-        if not isinstance(message, dict) or message.get("type") != "message":
+        message = await messages(http, upstream, to_messages_body(request))
+        if message.get("type") != "message":
             raise UpstreamError(FailureKind.MALFORMED, "the upstream answered no message")
         return to_chat_completion(message)
 
@@ -83,9 +89,9 @@ class AnthropicProvider:
     ) -> AsyncIterator[ChatChunk]:
         # Translate before the first await so a TranslationError is raised by the first
         # `__anext__`, before anything reaches the upstream.
-        body = to_messages_body({**request, "model": upstream.model})
+        body = to_messages_body(request)
         translator = AnthropicChunkTranslator()
-        async with aclosing(_events(http, upstream, body, None)) as events:
+        async with aclosing(stream_messages(http, upstream, body)) as events:
             async for event, data in events:
                 for chunk in translator.feed(event, data):
                     yield chunk
@@ -105,14 +111,13 @@ async def messages(
     """One non-streaming Messages call; the Message as the vendor returned it."""
     payload = {**body, "model": upstream.model}
     payload.pop("stream", None)
-    message: dict[str, Any] = await post_json(
+    return await post_json(
         http,
         messages_url(upstream),
         headers=headers(upstream, beta),
         payload=payload,
         timeout_s=upstream.timeout_s,
     )
-    return message
 
 
 async def count_tokens(
@@ -122,14 +127,13 @@ async def count_tokens(
     beta: str | None = None,
 ) -> dict[str, Any]:
     """The vendor's own count of a Messages body's input tokens (`{"input_tokens": n}`)."""
-    counted: dict[str, Any] = await post_json(
+    return await post_json(
         http,
         messages_url(upstream) + "/count_tokens",
         headers=headers(upstream, beta),
         payload={**body, "model": upstream.model},
         timeout_s=upstream.timeout_s,
     )
-    return counted
 
 
 async def stream_messages(
@@ -137,22 +141,10 @@ async def stream_messages(
     upstream: Upstream,
     body: dict[str, Any],
     beta: str | None = None,
-) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
     """A streaming Messages call: (event name, data) as received, `ping`s included, ending with
     `message_stop`. A mid-stream `error` event, or a stream that ends before `message_stop`,
     raises `UpstreamError` so the gateway records the failure and writes its own error event."""
-    async with aclosing(_events(http, upstream, body, beta)) as events:
-        async for event, data in events:
-            yield event, data
-
-
-async def _events(
-    http: aiohttp.ClientSession,
-    upstream: Upstream,
-    body: dict[str, Any],
-    beta: str | None,
-) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
-    """The stream's events up to and including `message_stop`, raising on an `error` event."""
     payload = orjson.dumps({**body, "model": upstream.model, "stream": True})
     async with upstream_post(
         http,
@@ -162,18 +154,12 @@ async def _events(
         timeout_s=upstream.timeout_s,
     ) as response:
         async for event, raw in sse_events(response):
-            try:
-                data = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise UpstreamError(
-                    FailureKind.MALFORMED, "the upstream sent a malformed event"
-                ) from exc
-            if not isinstance(data, dict):
-                raise UpstreamError(FailureKind.MALFORMED, "the upstream sent a malformed event")
+            data = json_object(raw, "the upstream sent a malformed event")
             name = event or str(data.get("type") or "")
             if name == "error":
                 raise stream_error(data)
             yield name, data
             if name == "message_stop":
+                await read_rest(response)
                 return
     raise UpstreamError(FailureKind.CONNECTION, "the upstream stream ended before message_stop")

@@ -17,6 +17,7 @@ from typing import Any
 
 from capstan.gateway.providers.anthropic_translate import chat_usage, finish_reason
 from capstan.gateway.providers.base import ChatChunk, FailureKind, UpstreamError
+from capstan.gateway.providers.openai_shapes import completion_chunk, tool_call, usage_chunk
 
 ERROR_KINDS: dict[str, FailureKind] = {
     "overloaded_error": FailureKind.OVERLOADED,
@@ -73,7 +74,7 @@ class AnthropicChunkTranslator:
             self.finished = True
             return [
                 self._chunk({}, finish_reason(self.stop_reason)),
-                self._usage_chunk(),
+                usage_chunk(self.id, self.created, self.model, chat_usage(self.usage)),
             ]
         if kind == "error":
             raise stream_error(data)
@@ -90,12 +91,7 @@ class AnthropicChunkTranslator:
         if kind == "tool_use":
             position = len(self._tool_index)
             self._tool_index[index] = position
-            call = {
-                "index": position,
-                "id": block.get("id"),
-                "type": "function",
-                "function": {"name": block.get("name"), "arguments": ""},
-            }
+            call = {"index": position, **tool_call(block.get("id"), block.get("name"), "")}
             return [self._chunk({"tool_calls": [call]})]
         if kind == "text" and block.get("text"):
             return [self._chunk({"content": block["text"]})]
@@ -118,20 +114,4 @@ class AnthropicChunkTranslator:
         return []  # signature_delta, citations_delta
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> ChatChunk:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-        }
-
-    def _usage_chunk(self) -> ChatChunk:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [],
-            "usage": chat_usage(self.usage),
-        }
+        return completion_chunk(self.id, self.created, self.model, delta, finish)

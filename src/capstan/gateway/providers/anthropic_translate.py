@@ -26,12 +26,25 @@ Choices made where the two formats disagree (each documented where it is made):
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import orjson
-
 from capstan.gateway.providers.base import ChatCompletion, ChatRequest, TranslationError
+from capstan.gateway.providers.media import image_url, inline_data
+from capstan.gateway.providers.openai_request import (
+    arguments_object,
+    max_output_tokens,
+    refuse_params,
+    require_one_choice,
+    stop_sequences,
+)
+from capstan.gateway.providers.openai_shapes import (
+    arguments_text,
+    assistant_message,
+    chat_completion,
+    completion_choice,
+    token_usage,
+    tool_call,
+)
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -39,6 +52,11 @@ MIN_THINKING_BUDGET = 1024  # Anthropic's floor for `thinking.budget_tokens`
 
 # OpenAI `reasoning_effort` → Anthropic thinking budget (tokens); "none" turns thinking off.
 THINKING_BUDGETS: dict[str, int] = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}
+
+_REFUSALS = {
+    "functions": "the legacy `functions` parameter is not supported: use `tools`",
+    "function_call": "the legacy `function_call` parameter is not supported: use `tool_choice`",
+}
 
 FINISH_REASONS: dict[str, str] = {
     "end_turn": "stop",
@@ -64,7 +82,9 @@ def to_messages_body(request: ChatRequest) -> dict[str, Any]:
     """A Messages API body for an OpenAI Chat Completions request (without `stream`)."""
     _refuse_unsupported(request)
     system, messages = _conversation(request.get("messages") or [])
-    max_tokens = _max_tokens(request)
+    max_tokens = max_output_tokens(request)
+    if max_tokens is None:  # Anthropic requires it
+        max_tokens = DEFAULT_MAX_TOKENS
     body: dict[str, Any] = {"model": request.get("model"), "max_tokens": max_tokens}
     if system:
         body["system"] = system
@@ -80,9 +100,9 @@ def to_messages_body(request: ChatRequest) -> dict[str, Any]:
             body["top_p"] = request["top_p"]
         if request.get("top_k") is not None:  # an extension some OpenAI clients send
             body["top_k"] = request["top_k"]
-    stop = request.get("stop")
+    stop = stop_sequences(request)
     if stop:
-        body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        body["stop_sequences"] = stop
     _add_tools(body, request)
     user = request.get("user") or request.get("safety_identifier")
     if user:
@@ -91,9 +111,7 @@ def to_messages_body(request: ChatRequest) -> dict[str, Any]:
 
 
 def _refuse_unsupported(request: ChatRequest) -> None:
-    n = request.get("n")
-    if n is not None and n != 1:
-        raise TranslationError("Anthropic models return one choice: `n` must be 1", param="n")
+    require_one_choice(request, "Anthropic")
     if request.get("logprobs") or request.get("top_logprobs") is not None:
         raise TranslationError("Anthropic models do not return log probabilities", param="logprobs")
     response_format = request.get("response_format")
@@ -105,19 +123,7 @@ def _refuse_unsupported(request: ChatRequest) -> None:
         )
     if request.get("audio") is not None or "audio" in (request.get("modalities") or []):
         raise TranslationError("Anthropic models do not produce audio", param="modalities")
-    if request.get("functions") or request.get("function_call"):
-        raise TranslationError(
-            "the legacy `functions` parameter is not supported: use `tools`", param="functions"
-        )
-
-
-def _max_tokens(request: ChatRequest) -> int:
-    """Anthropic requires `max_tokens`; the newer OpenAI name wins when both are present."""
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = request.get(name)
-        if value is not None:
-            return int(value)
-    return DEFAULT_MAX_TOKENS
+    refuse_params(request, _REFUSALS)
 
 
 def _thinking(effort: Any, max_tokens: int) -> dict[str, Any] | None:
@@ -201,9 +207,7 @@ def _user_blocks(content: Any, position: int) -> list[dict[str, Any]]:
         if kind == "text":
             blocks.extend(_text_blocks([part], position))
         elif kind == "image_url":
-            image = part.get("image_url") or {}
-            url = image.get("url", "") if isinstance(image, dict) else str(image)
-            source = _media_source(url, position)
+            source = _media_source(image_url(part), position)
             blocks.append(_cached({"type": "image", "source": source}, part))
         elif kind == "file":
             blocks.append(_cached(_document(part.get("file") or {}, position), part))
@@ -218,13 +222,12 @@ def _user_blocks(content: Any, position: int) -> list[dict[str, Any]]:
 def _media_source(url: str, position: int) -> dict[str, Any]:
     """A data: URL becomes a base64 source, an http(s) URL a url source."""
     if url.startswith("data:"):
-        header, _, data = url[5:].partition(",")
-        media_type, _, encoding = header.partition(";")
-        if encoding != "base64" or not data:
+        inline = inline_data(url)
+        if inline is None:
             raise TranslationError(
                 f"messages[{position}]: data URLs must be base64-encoded", param="messages"
             )
-        return {"type": "base64", "media_type": media_type, "data": data}
+        return {"type": "base64", "media_type": inline.media_type, "data": inline.data}
     if url.startswith(("https://", "http://")):
         return {"type": "url", "url": url}
     raise TranslationError(
@@ -272,18 +275,11 @@ def _assistant_blocks(message: dict[str, Any], position: int) -> list[dict[str, 
 
 
 def parse_arguments(arguments: Any) -> dict[str, Any]:
-    """Tool-call arguments as the JSON object Anthropic's `input` must be. Empty means no
-    arguments; text that is not a JSON object is kept under `_raw_arguments` rather than lost,
-    so the conversation can still continue and the oddity stays visible."""
-    if isinstance(arguments, dict):
-        return arguments
-    if not arguments:
-        return {}
-    try:
-        parsed = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        return {"_raw_arguments": arguments}
-    return parsed if isinstance(parsed, dict) else {"_raw_arguments": arguments}
+    """Tool-call arguments as the JSON object Anthropic's `input` must be. Text that is not a
+    JSON object is kept under `_raw_arguments` rather than lost, so the conversation can still
+    continue and the oddity stays visible."""
+    parsed = arguments_object(arguments)
+    return {"_raw_arguments": arguments} if parsed is None else parsed
 
 
 def _tool_result(message: dict[str, Any], position: int) -> dict[str, Any]:
@@ -340,24 +336,17 @@ def _tool(tool: dict[str, Any], index: int) -> dict[str, Any]:
 def chat_usage(usage: dict[str, Any]) -> dict[str, Any]:
     """OpenAI usage from Anthropic usage. Anthropic's `input_tokens` excludes cached tokens;
     OpenAI's `prompt_tokens` includes them, so the cache reads and writes are added back."""
-    fresh = int(usage.get("input_tokens") or 0)
     cache_read = int(usage.get("cache_read_input_tokens") or 0)
     cache_creation = int(usage.get("cache_creation_input_tokens") or 0)
-    prompt = fresh + cache_read + cache_creation
-    completion = int(usage.get("output_tokens") or 0)
-    result: dict[str, Any] = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {
-            "cached_tokens": cache_read,
-            "cache_creation_tokens": cache_creation,
-        },
-    }
     details = usage.get("output_tokens_details")
-    if isinstance(details, dict) and details.get("thinking_tokens") is not None:
-        result["completion_tokens_details"] = {"reasoning_tokens": details["thinking_tokens"]}
-    return result
+    thinking = details.get("thinking_tokens") if isinstance(details, dict) else None
+    return token_usage(
+        int(usage.get("input_tokens") or 0) + cache_read + cache_creation,
+        int(usage.get("output_tokens") or 0),
+        cached=cache_read,
+        cache_creation=cache_creation,
+        reasoning=thinking,
+    )
 
 
 def to_chat_completion(message: dict[str, Any]) -> ChatCompletion:
@@ -376,39 +365,16 @@ def to_chat_completion(message: dict[str, Any]) -> ChatCompletion:
         elif kind == "redacted_thinking":
             thinking_blocks.append(block)
         elif kind == "tool_use":
-            tool_calls.append(
-                {
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {
-                        "name": block.get("name"),
-                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
-                    },
-                }
-            )
-    reply: dict[str, Any] = {
-        "role": "assistant",
-        "content": "".join(texts) if texts or not tool_calls else None,
-        "refusal": None,
-    }
-    if tool_calls:
-        reply["tool_calls"] = tool_calls
+            arguments = arguments_text(block.get("input"))
+            tool_calls.append(tool_call(block.get("id"), block.get("name"), arguments))
+    reply = assistant_message("".join(texts), tool_calls)
     if reasoning:
         reply["reasoning_content"] = "".join(reasoning)
     if thinking_blocks:
         reply["thinking_blocks"] = thinking_blocks
-    return {
-        "id": message.get("id") or "",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": message.get("model") or "",
-        "choices": [
-            {
-                "index": 0,
-                "message": reply,
-                "finish_reason": finish_reason(message.get("stop_reason")),
-                "logprobs": None,
-            }
-        ],
-        "usage": chat_usage(message.get("usage") or {}),
-    }
+    return chat_completion(
+        id=message.get("id") or "",
+        model=message.get("model") or "",
+        choices=[completion_choice(reply, finish_reason(message.get("stop_reason")))],
+        usage=chat_usage(message.get("usage") or {}),
+    )

@@ -14,11 +14,9 @@ Credentials come from the upstream's options (`region`, `aws_access_key_id`,
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
-import struct
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -46,7 +44,14 @@ from capstan.gateway.providers.bedrock_translate import (
     from_converse,
     to_converse,
 )
-from capstan.gateway.providers.http import failure_kind, upstream_post, vendor_message
+from capstan.gateway.providers.http import (
+    failure_kind,
+    json_object,
+    upstream_post,
+    vendor_message,
+)
+from capstan.gateway.providers.openai_request import embedding_encoding, embedding_texts
+from capstan.gateway.providers.openai_shapes import embedding_list
 
 __all__ = ["BedrockProvider", "bedrock_url", "signed_headers"]
 
@@ -62,7 +67,6 @@ _STREAM_EXCEPTION_STATUS = {
     "internalServerException": 500,
     "serviceUnavailableException": 503,
 }
-_TOO_LONG = "input is too long"
 _REGION_IN_HOST = re.compile(r"bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com")
 
 
@@ -76,7 +80,7 @@ class BedrockProvider:
         async with _post(http, upstream, "converse", body, accept="application/json") as response:
             raw = await response.read()
         try:
-            return from_converse(_json(raw), request.get("model") or upstream.model)
+            return from_converse(json_object(raw), request.get("model") or upstream.model)
         except (KeyError, TypeError, AttributeError) as exc:
             raise _unexpected_shape() from exc
 
@@ -113,17 +117,13 @@ class BedrockProvider:
                 "embedding deployment (amazon.titan-embed-text-v1 or -v2)",
                 param="model",
             )
-        texts = _embedding_inputs(request.get("input"))
+        texts = embedding_texts(request, "Titan")
         payload_extra: dict[str, Any] = {}
         if request.get("dimensions") is not None:
             if "titan-embed-text-v1" in model:
                 raise TranslationError("Titan v1 embeddings have a fixed size", param="dimensions")
             payload_extra["dimensions"] = request["dimensions"]
-        encoding = request.get("encoding_format") or "float"
-        if encoding not in ("float", "base64"):
-            raise TranslationError(
-                "encoding_format must be float or base64", param="encoding_format"
-            )
+        encoding = embedding_encoding(request)
         limit = asyncio.Semaphore(EMBED_CONCURRENCY)
 
         async def one(text: str) -> dict[str, Any]:
@@ -136,17 +136,12 @@ class BedrockProvider:
         finally:
             for task in tasks:
                 task.cancel()  # siblings of a failed call stop instead of running on
-        data = [
-            {"object": "embedding", "index": i, "embedding": _encode(r["embedding"], encoding)}
-            for i, r in enumerate(results)
-        ]
-        tokens = sum(int(r.get("inputTextTokenCount") or 0) for r in results)
-        return {
-            "object": "list",
-            "data": data,
-            "model": model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        return embedding_list(
+            [r["embedding"] for r in results],
+            model=model,
+            tokens=sum(int(r.get("inputTextTokenCount") or 0) for r in results),
+            encoding_format=encoding,
+        )
 
     async def _invoke(
         self, http: aiohttp.ClientSession, upstream: Upstream, payload: dict[str, Any]
@@ -154,30 +149,19 @@ class BedrockProvider:
         body = orjson.dumps(payload)
         async with _post(http, upstream, "invoke", body, accept="application/json") as response:
             raw = await response.read()
-        result = _json(raw)
-        if not isinstance(result, dict) or not isinstance(result.get("embedding"), list):
+        result = json_object(raw)
+        if not isinstance(result.get("embedding"), list):
             raise UpstreamError(FailureKind.MALFORMED, "the Bedrock response has no embedding")
         return result
 
 
-@asynccontextmanager
-async def _post(
+def _post(
     http: aiohttp.ClientSession, upstream: Upstream, operation: str, body: bytes, *, accept: str
-) -> AsyncIterator[aiohttp.ClientResponse]:
-    """Sign and send one call. Bedrock words an overlong prompt "Input is too long for
-    requested model.", which the shared failure mapping does not read as a context-length
-    failure, so it is refined here (the gateway falls back differently on that kind)."""
+) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+    """Sign and send one call."""
     url = bedrock_url(upstream, operation)
     headers = signed_headers(upstream, url, body, accept=accept)
-    try:
-        async with upstream_post(
-            http, url, headers=headers, body=body, timeout_s=upstream.timeout_s
-        ) as response:
-            yield response
-    except UpstreamError as exc:
-        if exc.kind is FailureKind.INVALID_REQUEST and _TOO_LONG in exc.message.lower():
-            raise UpstreamError(FailureKind.CONTEXT_LENGTH, exc.message, status=exc.status) from exc
-        raise
+    return upstream_post(http, url, headers=headers, body=body, timeout_s=upstream.timeout_s)
 
 
 def bedrock_url(upstream: Upstream, operation: str) -> str:
@@ -238,9 +222,7 @@ def _events(buffer: EventStreamBuffer) -> Iterator[tuple[str, dict[str, Any]]]:
                 name = str(headers.get(":exception-type"))
                 text = vendor_message(message.payload)
                 status = _STREAM_EXCEPTION_STATUS.get(name, 500)
-                # 424 is the model failing mid-answer: the vendor's fault, not the request's
-                kind = FailureKind.SERVER if status == 424 else failure_kind(status, text)
-                raise UpstreamError(kind, f"{name}: {text}", status=status)
+                raise UpstreamError(failure_kind(status, text), f"{name}: {text}", status=status)
             elif kind == "error":
                 text = str(headers.get(":error-message") or headers.get(":error-code"))
                 raise UpstreamError(FailureKind.SERVER, text)
@@ -251,25 +233,3 @@ def _events(buffer: EventStreamBuffer) -> Iterator[tuple[str, dict[str, Any]]]:
 def _unexpected_shape() -> UpstreamError:
     """A vendor answer missing fields the Converse API defines as always present."""
     return UpstreamError(FailureKind.MALFORMED, "Bedrock answered in an unexpected shape")
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamError(FailureKind.MALFORMED, "Bedrock answered invalid JSON") from exc
-
-
-def _embedding_inputs(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise TranslationError("Titan embeds text: input must be a string or strings", param="input")
-
-
-def _encode(vector: list[float], encoding: str) -> list[float] | str:
-    """OpenAI's base64 form is the little-endian float32 bytes of the vector."""
-    if encoding == "float":
-        return vector
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()

@@ -13,11 +13,8 @@ the field most OpenAI-compatible servers use.
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
-
-import orjson
 
 from capstan.gateway.providers.base import (
     ChatChunk,
@@ -26,6 +23,24 @@ from capstan.gateway.providers.base import (
     FailureKind,
     TranslationError,
     UpstreamError,
+)
+from capstan.gateway.providers.media import image_url, inline_data
+from capstan.gateway.providers.openai_request import (
+    max_output_tokens,
+    refuse_params,
+    require_arguments_object,
+    require_one_choice,
+    stop_sequences,
+)
+from capstan.gateway.providers.openai_shapes import (
+    arguments_text,
+    assistant_message,
+    chat_completion,
+    completion_choice,
+    completion_chunk,
+    token_usage,
+    tool_call,
+    usage_chunk,
 )
 from capstan.ids import new_id
 
@@ -46,7 +61,13 @@ IMAGE_FORMATS = {
     "image/webp": "webp",
 }
 CACHE_POINT = {"cachePoint": {"type": "default"}}
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)(?:;[^,;]*)*;base64,(?P<data>.*)$", re.S)
+_REFUSALS = {
+    "logprobs": "Bedrock Converse does not return log-probabilities",
+    "top_logprobs": "Bedrock Converse does not return log-probabilities",
+    "logit_bias": "Bedrock Converse does not support logit_bias",
+    "presence_penalty": "Bedrock Converse does not support presence_penalty",
+    "frequency_penalty": "Bedrock Converse does not support frequency_penalty",
+}
 
 
 def to_converse(request: ChatRequest) -> dict[str, Any]:
@@ -57,16 +78,16 @@ def to_converse(request: ChatRequest) -> dict[str, Any]:
     if system:
         body["system"] = system
     config: dict[str, Any] = {}
-    max_tokens = request.get("max_completion_tokens", request.get("max_tokens"))
+    max_tokens = max_output_tokens(request)
     if max_tokens is not None:
         config["maxTokens"] = max_tokens
     if request.get("temperature") is not None:
         config["temperature"] = request["temperature"]
     if request.get("top_p") is not None:
         config["topP"] = request["top_p"]
-    stop = request.get("stop")
+    stop = stop_sequences(request)
     if stop:
-        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+        config["stopSequences"] = stop
     if config:
         body["inferenceConfig"] = config
     tool_config = _tool_config(request.get("tools"), request.get("tool_choice"))
@@ -89,43 +110,19 @@ def from_converse(data: Any, model: str) -> ChatCompletion:
             texts.append(block["text"])
         elif "toolUse" in block:
             use = block["toolUse"]
-            tool_calls.append(
-                {
-                    "id": use["toolUseId"],
-                    "type": "function",
-                    "function": {
-                        "name": use["name"],
-                        "arguments": orjson.dumps(use.get("input") or {}).decode(),
-                    },
-                }
-            )
+            arguments = arguments_text(use.get("input"))
+            tool_calls.append(tool_call(use["toolUseId"], use["name"], arguments))
         elif "reasoningContent" in block:
             reasoning.append(block["reasoningContent"].get("reasoningText", {}).get("text", ""))
-    text = "".join(texts)
-    out: dict[str, Any] = {
-        "role": "assistant",
-        "content": text if text or not tool_calls else None,
-        "refusal": None,
-    }
-    if tool_calls:
-        out["tool_calls"] = tool_calls
+    reply = assistant_message("".join(texts), tool_calls)
     if any(reasoning):
-        out["reasoning_content"] = "".join(reasoning)
-    return {
-        "id": f"chatcmpl-{new_id().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": out,
-                "finish_reason": finish_reason(data.get("stopReason")),
-                "logprobs": None,
-            }
-        ],
-        "usage": usage_from(data.get("usage") or {}),
-    }
+        reply["reasoning_content"] = "".join(reasoning)
+    return chat_completion(
+        id=f"chatcmpl-{new_id().hex}",
+        model=model,
+        choices=[completion_choice(reply, finish_reason(data.get("stopReason")))],
+        usage=usage_from(data.get("usage") or {}),
+    )
 
 
 def finish_reason(stop_reason: Any) -> str:
@@ -136,17 +133,14 @@ def finish_reason(stop_reason: Any) -> str:
 def usage_from(usage: dict[str, Any]) -> dict[str, Any]:
     """OpenAI usage from Converse usage. Bedrock's `inputTokens` excludes the tokens read from
     and written to the prompt cache; OpenAI's `prompt_tokens` includes them."""
-    fresh = int(usage.get("inputTokens") or 0)
     read = int(usage.get("cacheReadInputTokens") or 0)
     write = int(usage.get("cacheWriteInputTokens") or 0)
-    completion = int(usage.get("outputTokens") or 0)
-    prompt = fresh + read + write
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": read, "cache_creation_tokens": write},
-    }
+    return token_usage(
+        int(usage.get("inputTokens") or 0) + read + write,
+        int(usage.get("outputTokens") or 0),
+        cached=read,
+        cache_creation=write,
+    )
 
 
 class ConverseStreamTranslator:
@@ -169,12 +163,7 @@ class ConverseStreamTranslator:
             if use is None:
                 return []
             index = self._tool(event.get("contentBlockIndex", 0))
-            call = {
-                "index": index,
-                "id": use["toolUseId"],
-                "type": "function",
-                "function": {"name": use["name"], "arguments": ""},
-            }
+            call = {"index": index, **tool_call(use["toolUseId"], use["name"], "")}
             return [self._chunk({"tool_calls": [call]})]
         if event_type == "contentBlockDelta":
             return self._delta(event.get("delta", {}), event.get("contentBlockIndex", 0))
@@ -182,16 +171,8 @@ class ConverseStreamTranslator:
             return [self._chunk({}, finish_reason(event.get("stopReason")))]
         if event_type == "metadata":
             self.finished = True
-            return [
-                {
-                    "id": self.id,
-                    "object": "chat.completion.chunk",
-                    "created": self.created,
-                    "model": self.model,
-                    "choices": [],
-                    "usage": usage_from(event.get("usage") or {}),
-                }
-            ]
+            usage = usage_from(event.get("usage") or {})
+            return [usage_chunk(self.id, self.created, self.model, usage)]
         return []  # contentBlockStop, and events this adapter has no use for
 
     def _delta(self, delta: dict[str, Any], block: int) -> list[ChatChunk]:
@@ -210,26 +191,12 @@ class ConverseStreamTranslator:
         return self._tool_index.setdefault(block, len(self._tool_index))
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> ChatChunk:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-        }
+        return completion_chunk(self.id, self.created, self.model, delta, finish)
 
 
 def _refuse_untranslatable(request: ChatRequest) -> None:
-    if (request.get("n") or 1) > 1:
-        raise TranslationError("Bedrock Converse returns one choice; n must be 1", param="n")
-    for name in ("logprobs", "top_logprobs"):
-        if request.get(name):
-            raise TranslationError("Bedrock Converse does not return log-probabilities", param=name)
-    if request.get("logit_bias"):
-        raise TranslationError("Bedrock Converse does not support logit_bias", param="logit_bias")
-    for name in ("presence_penalty", "frequency_penalty"):
-        if request.get(name):
-            raise TranslationError(f"Bedrock Converse does not support {name}", param=name)
+    require_one_choice(request, "Bedrock Converse")
+    refuse_params(request, _REFUSALS)
     response_format = request.get("response_format") or {"type": "text"}
     if response_format.get("type") != "text":
         raise TranslationError(
@@ -299,8 +266,7 @@ def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
             if part.get("text", "").strip():
                 blocks.append({"text": part["text"]})
         elif kind == "image_url":
-            url = (part.get("image_url") or {}).get("url", "")
-            blocks.append(_image(url, f"{where}.content[{j}].image_url.url"))
+            blocks.append(_image(image_url(part), f"{where}.content[{j}].image_url.url"))
         else:
             raise TranslationError(
                 f"Bedrock Converse does not accept {kind!r} content parts",
@@ -313,19 +279,19 @@ def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
 
 def _image(url: str, param: str) -> dict[str, Any]:
     """A data: URL as image bytes; Converse cannot fetch URLs (S3 locations aside)."""
-    match = _DATA_URL.match(url)
-    if match is None:
+    inline = inline_data(url)
+    if inline is None:
         raise TranslationError(
             "Bedrock Converse takes images inline only: send a base64 data: URL", param=param
         )
-    image_format = IMAGE_FORMATS.get(match["mime"].lower())
+    image_format = IMAGE_FORMATS.get(inline.media_type.lower())
     if image_format is None:
         raise TranslationError(
-            f"Bedrock Converse does not accept {match['mime']} images (png, jpeg, gif, webp)",
+            f"Bedrock Converse does not accept {inline.media_type or 'untyped'} images "
+            "(png, jpeg, gif, webp)",
             param=param,
         )
-    data = "".join(match["data"].split())
-    return {"image": {"format": image_format, "source": {"bytes": data}}}
+    return {"image": {"format": image_format, "source": {"bytes": inline.data}}}
 
 
 def _tool_result(message: dict[str, Any], where: str) -> dict[str, Any]:
@@ -351,12 +317,7 @@ def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any
     for j, call in enumerate(message.get("tool_calls") or []):
         function = call.get("function") or {}
         param = f"{where}.tool_calls[{j}].function.arguments"
-        try:
-            arguments = orjson.loads(function.get("arguments") or "{}")
-        except orjson.JSONDecodeError as exc:
-            raise TranslationError("tool call arguments must be JSON", param=param) from exc
-        if not isinstance(arguments, dict):
-            raise TranslationError("tool call arguments must be a JSON object", param=param)
+        arguments = require_arguments_object(function.get("arguments"), param)
         blocks.append(
             {
                 "toolUse": {

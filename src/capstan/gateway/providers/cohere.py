@@ -8,14 +8,12 @@ Embeddings: OpenAI `input` becomes Cohere `texts` in batches of 96 (Cohere's lim
 sent concurrently), with `input_type` "search_document" unless the request carries an
 `input_type` extra field, since OpenAI has no notion of it and documents are the common case.
 Cohere is always asked for floats; `encoding_format: base64`, which the openai SDK sends by
-default, is produced here from them.
+default, is packed from them (`openai_shapes.embedding_list`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,13 +27,21 @@ from capstan.gateway.providers.base import (
     EmbeddingRequest,
     EmbeddingResponse,
     FailureKind,
-    TranslationError,
     Upstream,
     UpstreamError,
 )
 from capstan.gateway.providers.cohere_request import chat_body
 from capstan.gateway.providers.cohere_response import StreamTranslator, completion_from_cohere
-from capstan.gateway.providers.http import extra_headers, post_json, sse_events, upstream_post
+from capstan.gateway.providers.http import (
+    extra_headers,
+    json_object,
+    post_json,
+    read_rest,
+    sse_events,
+    upstream_post,
+)
+from capstan.gateway.providers.openai_request import embedding_encoding, embedding_texts
+from capstan.gateway.providers.openai_shapes import embedding_list
 
 __all__ = ["CohereProvider", "embedding_response"]
 
@@ -61,30 +67,25 @@ class CohereProvider:
     async def stream_chat(
         self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
     ) -> AsyncIterator[ChatChunk]:
-        body = orjson.dumps({**chat_body(upstream.model, request), "stream": True})
-        headers = {
-            **request_headers(upstream, accept="text/event-stream"),
-            "content-type": "application/json",
-        }
+        body = chat_body(upstream.model, request)
+        body["stream"] = True
         translator = StreamTranslator(upstream.model)
-        try:
-            async with upstream_post(
-                http,
-                endpoint(upstream, "chat"),
-                headers=headers,
-                body=body,
-                timeout_s=upstream.timeout_s,
-            ) as response:
-                async for _name, data in sse_events(response):
-                    if data == "[DONE]":
-                        break
-                    if translator.finished:
-                        continue  # read to the end so the connection goes back to the pool
-                    for chunk in translator.feed(_decode_event(data)):
-                        yield chunk
-        except UpstreamError:
-            if not translator.finished:  # a failure after message-end lost nothing
-                raise
+        async with upstream_post(
+            http,
+            endpoint(upstream, "chat"),
+            headers=request_headers(upstream, accept="text/event-stream"),
+            body=orjson.dumps(body),
+            timeout_s=upstream.timeout_s,
+        ) as response:
+            async for _name, data in sse_events(response):
+                if data == "[DONE]":
+                    break
+                event = json_object(data, "the upstream sent an invalid event")
+                for chunk in translator.feed(event):
+                    yield chunk
+                if translator.finished:
+                    await read_rest(response)
+                    break
         if not translator.finished:
             raise UpstreamError(
                 FailureKind.CONNECTION, "the upstream stream ended before its message-end event"
@@ -93,12 +94,8 @@ class CohereProvider:
     async def embed(
         self, http: aiohttp.ClientSession, upstream: Upstream, request: EmbeddingRequest
     ) -> EmbeddingResponse:
-        texts = embedding_texts(request.get("input"))
-        encoding = request.get("encoding_format") or "float"
-        if encoding not in ("float", "base64"):
-            raise TranslationError(
-                "encoding_format must be 'float' or 'base64'", param="encoding_format"
-            )
+        texts = embedding_texts(request, "Cohere")
+        encoding = embedding_encoding(request)
         base: dict[str, Any] = {
             "model": upstream.model,
             "input_type": request.get("input_type") or DEFAULT_INPUT_TYPE,
@@ -107,6 +104,7 @@ class CohereProvider:
         if request.get("dimensions") is not None:
             base["output_dimension"] = request["dimensions"]
         batches = [texts[i : i + EMBED_BATCH] for i in range(0, len(texts), EMBED_BATCH)]
+        headers = request_headers(upstream)
         try:
             async with asyncio.TaskGroup() as group:
                 calls = [
@@ -114,7 +112,7 @@ class CohereProvider:
                         post_json(
                             http,
                             endpoint(upstream, "embed"),
-                            headers=request_headers(upstream),
+                            headers=headers,
                             payload={**base, "texts": batch},
                             timeout_s=upstream.timeout_s,
                         )
@@ -132,44 +130,21 @@ def endpoint(upstream: Upstream, name: str) -> str:
 
 
 def request_headers(upstream: Upstream, *, accept: str = "application/json") -> dict[str, str]:
-    headers = {"accept": accept}
+    headers = {"accept": accept, "content-type": "application/json"}
     if upstream.api_key:
         headers["authorization"] = f"Bearer {upstream.api_key}"
     headers.update(extra_headers(upstream))
     return headers
 
 
-def _decode_event(data: str) -> dict[str, Any]:
-    try:
-        event = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamError(FailureKind.MALFORMED, "the upstream sent an invalid event") from exc
-    if not isinstance(event, dict):
-        raise UpstreamError(FailureKind.MALFORMED, "the upstream sent an invalid event")
-    return event
-
-
-# -- embeddings ----------------------------------------------------------------------------
-
-
-def embedding_texts(value: Any) -> list[str]:
-    """OpenAI `input` as Cohere `texts`: token arrays cannot be sent to Cohere."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return value
-    raise TranslationError(
-        "Cohere embeds text only: input must be a string or a non-empty list of strings",
-        param="input",
-    )
-
-
-def embedding_response(answers: list[Any], model: str, encoding: str) -> EmbeddingResponse:
+def embedding_response(
+    answers: list[dict[str, Any]], model: str, encoding: str
+) -> EmbeddingResponse:
     """One OpenAI embedding list from the answers of consecutive `/v2/embed` batches."""
     vectors: list[list[float]] = []
     tokens = 0
     for answer in answers:
-        floats = ((answer or {}).get("embeddings") or {}).get("float")
+        floats = (answer.get("embeddings") or {}).get("float")
         if not isinstance(floats, list):
             raise UpstreamError(
                 FailureKind.MALFORMED, "the upstream answer has no float embeddings"
@@ -179,20 +154,4 @@ def embedding_response(answers: list[Any], model: str, encoding: str) -> Embeddi
         billed = (meta.get("billed_units") or {}).get("input_tokens")
         counted = (meta.get("tokens") or {}).get("input_tokens")
         tokens += int(billed if billed is not None else counted or 0)
-    return {
-        "object": "list",
-        "data": [
-            {"object": "embedding", "index": i, "embedding": encode_vector(v, encoding)}
-            for i, v in enumerate(vectors)
-        ],
-        "model": model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
-
-
-def encode_vector(vector: list[float], encoding: str) -> list[float] | str:
-    """`base64` is OpenAI's: the little-endian float32 bytes, base64-encoded (what the openai
-    SDK asks for by default and decodes with numpy)."""
-    if encoding == "base64":
-        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
-    return vector
+    return embedding_list(vectors, model=model, tokens=tokens, encoding_format=encoding)

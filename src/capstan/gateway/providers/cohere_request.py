@@ -21,20 +21,31 @@ from __future__ import annotations
 from typing import Any
 
 from capstan.gateway.providers.base import ChatRequest, TranslationError
+from capstan.gateway.providers.media import image_url
+from capstan.gateway.providers.openai_request import (
+    max_output_tokens,
+    refuse_params,
+    require_one_choice,
+    stop_sequences,
+)
+from capstan.gateway.providers.openai_shapes import tool_call
 
 __all__ = ["chat_body"]
 
 MIN_P, MAX_P = 0.01, 0.99
 EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 _UNSUPPORTED = {
-    "logit_bias": "Cohere v2 has no logit bias",
-    "top_logprobs": "Cohere v2 does not return alternative tokens",
-    "logprobs": "Cohere v2 log probabilities are not translated to OpenAI's shape",
-    "audio": "Cohere v2 does not produce audio",
-    "prediction": "Cohere v2 has no predicted outputs",
-    "functions": "legacy `functions` are not supported; use `tools`",
-    "function_call": "legacy `function_call` is not supported; use `tool_choice`",
-    "web_search_options": "Cohere v2 has no built-in web search",
+    name: f"{name} is not supported: {reason}"
+    for name, reason in {
+        "logit_bias": "Cohere v2 has no logit bias",
+        "top_logprobs": "Cohere v2 does not return alternative tokens",
+        "logprobs": "Cohere v2 log probabilities are not translated to OpenAI's shape",
+        "audio": "Cohere v2 does not produce audio",
+        "prediction": "Cohere v2 has no predicted outputs",
+        "functions": "legacy `functions` are not supported; use `tools`",
+        "function_call": "legacy `function_call` is not supported; use `tool_choice`",
+        "web_search_options": "Cohere v2 has no built-in web search",
+    }.items()
 }
 
 
@@ -54,14 +65,12 @@ def chat_body(model: str, request: ChatRequest) -> dict[str, Any]:
     choice = cohere_tool_choice(request.get("tool_choice"), tools or [])
     if choice is not None:
         body["tool_choice"] = choice
-    max_tokens = request.get("max_completion_tokens")
-    if max_tokens is None:
-        max_tokens = request.get("max_tokens")
+    max_tokens = max_output_tokens(request)
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
-    stop = request.get("stop")
+    stop = stop_sequences(request)
     if stop:
-        body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        body["stop_sequences"] = stop
     for ours, theirs in (
         ("temperature", "temperature"),
         ("seed", "seed"),
@@ -80,11 +89,8 @@ def chat_body(model: str, request: ChatRequest) -> dict[str, Any]:
 
 
 def _refuse_unsupported(request: ChatRequest) -> None:
-    if request.get("n") not in (None, 1):
-        raise TranslationError("Cohere v2 returns one choice per request; n must be 1", param="n")
-    for param, reason in _UNSUPPORTED.items():
-        if request.get(param):  # empty or false values ask for nothing
-            raise TranslationError(f"{param} is not supported: {reason}", param=param)
+    require_one_choice(request, "Cohere v2")
+    refuse_params(request, _UNSUPPORTED)
     if request.get("parallel_tool_calls") is False and request.get("tools"):
         raise TranslationError(
             "Cohere v2 cannot be limited to one tool call per turn", param="parallel_tool_calls"
@@ -136,9 +142,8 @@ def user_content(content: Any, where: str) -> str | list[dict[str, Any]]:
         if kind == "text":
             blocks.append({"type": "text", "text": part.get("text", "")})
         elif kind == "image_url":
-            image = part.get("image_url") or {}
-            url = image.get("url") if isinstance(image, dict) else image
-            block: dict[str, Any] = {"url": url}
+            image = part.get("image_url")
+            block: dict[str, Any] = {"url": image_url(part)}
             if isinstance(image, dict) and image.get("detail"):
                 block["detail"] = image["detail"]
             blocks.append({"type": "image_url", "image_url": block})
@@ -172,16 +177,8 @@ def assistant_message(message: dict[str, Any], where: str) -> dict[str, Any]:
                 "only function tool calls are supported", param=f"{where}.tool_calls[{i}]"
             )
         function = call.get("function") or {}
-        out["tool_calls"].append(
-            {
-                "id": call.get("id"),
-                "type": "function",
-                "function": {
-                    "name": function.get("name"),
-                    "arguments": function.get("arguments") or "{}",
-                },
-            }
-        )
+        arguments = function.get("arguments") or "{}"
+        out["tool_calls"].append(tool_call(call.get("id"), function.get("name"), arguments))
     plan = _plain_text(text)
     if plan:
         out["tool_plan"] = plan

@@ -23,6 +23,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from capstan.gateway.providers.base import ChatChunk, ChatCompletion, FailureKind, UpstreamError
+from capstan.gateway.providers.openai_shapes import (
+    assistant_message,
+    chat_completion,
+    completion_choice,
+    completion_chunk,
+    token_usage,
+    tool_call,
+    usage_chunk,
+)
 
 __all__ = ["StreamTranslator", "completion_from_cohere", "finish_reason", "usage_from_cohere"]
 
@@ -59,16 +68,12 @@ def usage_from_cohere(usage: Any) -> dict[str, Any]:
     usage = usage if isinstance(usage, dict) else {}
     tokens = usage.get("tokens") or {}
     billed = usage.get("billed_units") or {}
-    prompt = _count(tokens.get("input_tokens"), billed.get("input_tokens"))
-    completion = _count(tokens.get("output_tokens"), billed.get("output_tokens"))
-    out: dict[str, Any] = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-    if usage.get("cached_tokens"):
-        out["prompt_tokens_details"] = {"cached_tokens": int(usage["cached_tokens"])}
-    return out
+    cached = usage.get("cached_tokens")
+    return token_usage(
+        _count(tokens.get("input_tokens"), billed.get("input_tokens")),
+        _count(tokens.get("output_tokens"), billed.get("output_tokens")),
+        cached=int(cached) if cached else None,
+    )
 
 
 @dataclass
@@ -107,47 +112,20 @@ class StreamTranslator:
         if kind == "message-end":
             reason = finish_reason(delta.get("finish_reason"), delta.get("error"))
             self.finished = True  # only a good ending: a failed one is raised, not finished
-            return [self.chunk({}, reason), self.usage_chunk(delta.get("usage"))]
+            usage = usage_from_cohere(delta.get("usage"))
+            return [self.chunk({}, reason), usage_chunk(self.id, self.created, self.model, usage)]
         return []  # content-end, tool-call-end, citations, debug: nothing for OpenAI
 
     def _tool_call_start(self, cohere_index: Any, call: dict[str, Any]) -> ChatChunk:
         index = len(self._tool_index)
         self._tool_index[cohere_index if cohere_index is not None else index] = index
         function = call.get("function") or {}
-        return self.chunk(
-            {
-                "tool_calls": [
-                    {
-                        "index": index,
-                        "id": call.get("id"),
-                        "type": "function",
-                        "function": {
-                            "name": function.get("name"),
-                            "arguments": function.get("arguments") or "",
-                        },
-                    }
-                ]
-            }
-        )
+        arguments = function.get("arguments") or ""
+        entry = {"index": index, **tool_call(call.get("id"), function.get("name"), arguments)}
+        return self.chunk({"tool_calls": [entry]})
 
     def chunk(self, delta: dict[str, Any], reason: str | None = None) -> ChatChunk:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}],
-        }
-
-    def usage_chunk(self, usage: Any) -> ChatChunk:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [],
-            "usage": usage_from_cohere(usage),
-        }
+        return completion_chunk(self.id, self.created, self.model, delta, reason)
 
 
 def completion_from_cohere(data: Any, model: str) -> ChatCompletion:
@@ -160,36 +138,15 @@ def completion_from_cohere(data: Any, model: str) -> ChatCompletion:
         for item in message.get("content") or []
         if item.get("type") == "text"
     )
-    tool_calls = [
-        {
-            "id": call.get("id"),
-            "type": "function",
-            "function": {
-                "name": (call.get("function") or {}).get("name"),
-                "arguments": (call.get("function") or {}).get("arguments") or "{}",
-            },
-        }
-        for call in message.get("tool_calls") or []
-    ]
-    out: dict[str, Any] = {
-        "role": "assistant",
-        "content": text or message.get("tool_plan") or (None if tool_calls else ""),
-        "refusal": None,
-    }
-    if tool_calls:
-        out["tool_calls"] = tool_calls
-    return {
-        "id": data.get("id") or "",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": out,
-                "finish_reason": finish_reason(data.get("finish_reason"), None),
-                "logprobs": None,
-            }
-        ],
-        "usage": usage_from_cohere(data.get("usage")),
-    }
+    tool_calls = []
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        arguments = function.get("arguments") or "{}"
+        tool_calls.append(tool_call(call.get("id"), function.get("name"), arguments))
+    reply = assistant_message(text or message.get("tool_plan") or "", tool_calls)
+    return chat_completion(
+        id=data.get("id") or "",
+        model=model,
+        choices=[completion_choice(reply, finish_reason(data.get("finish_reason"), None))],
+        usage=usage_from_cohere(data.get("usage")),
+    )

@@ -4,14 +4,15 @@
 v1beta`; the key travels in `x-goog-api-key` (never in `?key=`, where proxies would log it).
 Chat goes to `models/{model}:generateContent`, streams to `:streamGenerateContent?alt=sse`,
 embeddings to `:batchEmbedContents`. The translations live in `gemini_request` and
-`gemini_response`; this module only does the HTTP.
+`gemini_response`; this module only does the HTTP. Errors are read with
+`gemini_response.upstream_failure`, because Gemini puts the credential verdict and the 429 wait
+in the error body's `details`, which the generic reading does not look at.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -23,9 +24,7 @@ from capstan.gateway.providers.base import (
     ChatRequest,
     EmbeddingRequest,
     EmbeddingResponse,
-    FailureKind,
     Upstream,
-    UpstreamError,
 )
 from capstan.gateway.providers.gemini_request import gemini_embed_request, gemini_request
 from capstan.gateway.providers.gemini_response import (
@@ -34,9 +33,17 @@ from capstan.gateway.providers.gemini_response import (
     embeddings,
     upstream_failure,
 )
-from capstan.gateway.providers.http import extra_headers, sse_events
+from capstan.gateway.providers.http import (
+    extra_headers,
+    json_object,
+    post_json,
+    sse_events,
+    upstream_post,
+)
 
 __all__ = ["GeminiProvider"]
+
+_MALFORMED_EVENT = "Gemini sent an event that is not a JSON object"
 
 
 class GeminiProvider:
@@ -45,11 +52,10 @@ class GeminiProvider:
     async def chat(
         self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
     ) -> ChatCompletion:
-        body = gemini_request(request, upstream.model)
-        url = model_url(upstream, "generateContent")
-        async with _post(http, upstream, url, body) as response:
-            raw = await response.read()
-        return completion(_json(raw), model=upstream.model, created=int(time.time()))
+        answer = await _post_json(
+            http, upstream, "generateContent", gemini_request(request, upstream.model)
+        )
+        return completion(answer, model=upstream.model, created=int(time.time()))
 
     def stream_chat(
         self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
@@ -62,11 +68,17 @@ class GeminiProvider:
     async def _stream(
         self, http: aiohttp.ClientSession, upstream: Upstream, body: dict[str, Any]
     ) -> AsyncIterator[ChatChunk]:
-        url = model_url(upstream, "streamGenerateContent") + "?alt=sse"
         translator = StreamTranslator(upstream.model, int(time.time()))
-        async with _post(http, upstream, url, body) as response:
+        async with upstream_post(
+            http,
+            model_url(upstream, "streamGenerateContent") + "?alt=sse",
+            headers=headers(upstream),
+            body=orjson.dumps(body),
+            timeout_s=upstream.timeout_s,
+            read_error=upstream_failure,
+        ) as response:
             async for _event, data in sse_events(response):
-                for chunk in translator.feed(_json(data.encode())):
+                for chunk in translator.feed(json_object(data, _MALFORMED_EVENT)):
                     yield chunk
         yield translator.usage_chunk()
 
@@ -74,11 +86,9 @@ class GeminiProvider:
         self, http: aiohttp.ClientSession, upstream: Upstream, request: EmbeddingRequest
     ) -> EmbeddingResponse:
         texts, body = gemini_embed_request(request, _model_name(upstream.model))
-        url = model_url(upstream, "batchEmbedContents")
-        async with _post(http, upstream, url, body) as response:
-            raw = await response.read()
+        answer = await _post_json(http, upstream, "batchEmbedContents", body)
         return embeddings(
-            _json(raw),
+            answer,
             texts,
             model=upstream.model,
             encoding_format=request.get("encoding_format"),
@@ -102,40 +112,14 @@ def headers(upstream: Upstream) -> dict[str, str]:
     return result
 
 
-def _json(raw: bytes) -> Any:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamError(FailureKind.MALFORMED, "Gemini answered invalid JSON") from exc
-    if not isinstance(data, dict):
-        raise UpstreamError(FailureKind.MALFORMED, "Gemini answered JSON that is not an object")
-    return data
-
-
-@asynccontextmanager
-async def _post(
-    http: aiohttp.ClientSession, upstream: Upstream, url: str, body: dict[str, Any]
-) -> AsyncIterator[aiohttp.ClientResponse]:
-    """`http.upstream_post` with Gemini's error reading: the generic helper sees only the
-    status and message, and Gemini puts the credential verdict and the 429 wait in the body's
-    `details` (see `gemini_response.upstream_failure`)."""
-    try:
-        async with http.post(
-            url,
-            data=orjson.dumps(body),
-            headers=headers(upstream),
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=10, sock_read=upstream.timeout_s
-            ),
-        ) as response:
-            if response.status >= 400:
-                raise upstream_failure(response.status, await response.read(), response.headers)
-            yield response
-    except UpstreamError:
-        raise
-    except TimeoutError as exc:
-        raise UpstreamError(FailureKind.TIMEOUT, "the upstream did not answer in time") from exc
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(
-            FailureKind.CONNECTION, f"could not reach the upstream: {type(exc).__name__}"
-        ) from exc
+async def _post_json(
+    http: aiohttp.ClientSession, upstream: Upstream, method: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    return await post_json(
+        http,
+        model_url(upstream, method),
+        headers=headers(upstream),
+        payload=body,
+        timeout_s=upstream.timeout_s,
+        read_error=upstream_failure,
+    )

@@ -20,13 +20,21 @@ Mapping notes:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from capstan.gateway.providers.base import ChatRequest, EmbeddingRequest, TranslationError
+from capstan.gateway.providers.media import image_url, inline_data
+from capstan.gateway.providers.openai_request import (
+    embedding_encoding,
+    embedding_texts,
+    max_output_tokens,
+    refuse_params,
+    require_arguments_object,
+    stop_sequences,
+)
 
 MAX_CANDIDATES = 8
 MAX_STOP_SEQUENCES = 5
@@ -36,12 +44,15 @@ SIGNING_MODELS = ("gemini-3",)
 THINKING_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
 AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
 UNSUPPORTED = {
-    "logit_bias": "Gemini has no logit bias",
-    "audio": "Gemini cannot answer with audio through this endpoint",
-    "prediction": "Gemini has no predicted outputs",
-    "web_search_options": "web search is not available through the Gemini adapter",
-    "functions": "use `tools` instead of the deprecated `functions`",
-    "function_call": "use `tool_choice` instead of the deprecated `function_call`",
+    name: f"`{name}` is not supported for Gemini models: {why}"
+    for name, why in {
+        "logit_bias": "Gemini has no logit bias",
+        "audio": "Gemini cannot answer with audio through this endpoint",
+        "prediction": "Gemini has no predicted outputs",
+        "web_search_options": "web search is not available through the Gemini adapter",
+        "functions": "use `tools` instead of the deprecated `functions`",
+        "function_call": "use `tool_choice` instead of the deprecated `function_call`",
+    }.items()
 }
 SCHEMA_KEYS = frozenset(
     {
@@ -70,19 +81,12 @@ SCHEMA_KEYS = frozenset(
     }
 )
 SCHEMA_FORMATS = frozenset({"enum", "date-time", "int32", "int64", "float", "double"})
-_DATA_URL = re.compile(
-    r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*),(?P<data>.*)$", re.S
-)
 
 
 def gemini_request(request: ChatRequest, model: str | None = None) -> dict[str, Any]:
     """The `generateContent` body for an OpenAI chat request to `model` (by default the
     request's own `model`)."""
-    for name, why in UNSUPPORTED.items():
-        if request.get(name):
-            raise TranslationError(
-                f"`{name}` is not supported for Gemini models: {why}", param=name
-            )
+    refuse_params(request, UNSUPPORTED)
     if "audio" in (request.get("modalities") or []):
         raise TranslationError("Gemini models cannot answer with audio here", param="modalities")
     system, contents = _contents(request.get("messages") or [])
@@ -176,9 +180,7 @@ def _user_parts(content: Any, i: int) -> list[dict[str, Any]]:
         if kind == "text":
             parts.append({"text": str(item.get("text") or "")})
         elif kind == "image_url":
-            image = item.get("image_url")
-            url = image.get("url") if isinstance(image, Mapping) else image
-            parts.append(_inline_data(str(url or ""), f"{param}.image_url"))
+            parts.append(_inline_data(image_url(item), f"{param}.image_url"))
         elif kind == "input_audio":
             audio = item.get("input_audio") or {}
             mime = AUDIO_TYPES.get(str(audio.get("format")))
@@ -203,28 +205,19 @@ def _user_parts(content: Any, i: int) -> list[dict[str, Any]]:
 def _inline_data(url: str, param: str) -> dict[str, Any]:
     """A `data:` URL as an `inlineData` part. Gemini cannot fetch http(s) URLs itself, and
     fetching them here would make the gateway a proxy to arbitrary hosts, so those are refused."""
-    match = _DATA_URL.match(url)
-    if match is None or ";base64" not in match["params"]:
+    inline = inline_data(url)
+    if inline is None:
         raise TranslationError(
             "Gemini models need images and files inline, as base64 `data:` URLs", param=param
         )
-    mime = match["mime"] or "application/octet-stream"
-    return {"inlineData": {"mimeType": mime, "data": match["data"]}}
+    mime = inline.media_type or "application/octet-stream"
+    return {"inlineData": {"mimeType": mime, "data": inline.data}}
 
 
 def _function_call(call: Any, param: str, call_names: dict[str, str]) -> dict[str, Any]:
     function = call.get("function") or {}
     name = str(function.get("name") or "")
-    try:
-        args = orjson.loads(function.get("arguments") or "{}")
-    except orjson.JSONDecodeError:
-        raise TranslationError(
-            "tool call arguments must be a JSON object", param=f"{param}.function.arguments"
-        ) from None
-    if not isinstance(args, dict):
-        raise TranslationError(
-            "tool call arguments must be a JSON object", param=f"{param}.function.arguments"
-        )
+    args = require_arguments_object(function.get("arguments"), f"{param}.function.arguments")
     call_names[str(call.get("id"))] = name
     return {"functionCall": {"name": name, "args": args}}
 
@@ -273,7 +266,7 @@ def _calling_config(choice: Any) -> dict[str, Any]:
 
 def _generation_config(request: ChatRequest) -> dict[str, Any]:
     config: dict[str, Any] = {}
-    limit = request.get("max_completion_tokens") or request.get("max_tokens")
+    limit = max_output_tokens(request)
     if limit is not None:
         config["maxOutputTokens"] = limit
     for ours, theirs in (
@@ -285,9 +278,8 @@ def _generation_config(request: ChatRequest) -> dict[str, Any]:
     ):
         if request.get(ours) is not None:
             config[theirs] = request[ours]
-    stop = request.get("stop")
-    if stop:
-        stops = [stop] if isinstance(stop, str) else list(stop)
+    stops = stop_sequences(request)
+    if stops:
         if len(stops) > MAX_STOP_SEQUENCES:
             raise TranslationError("Gemini takes at most 5 stop sequences", param="stop")
         config["stopSequences"] = stops
@@ -384,15 +376,8 @@ def _openapi(schema: Any) -> Any:
 
 def gemini_embed_request(request: EmbeddingRequest, model: str) -> tuple[list[str], dict[str, Any]]:
     """The input texts and the `batchEmbedContents` body (one request per text)."""
-    raw = request.get("input")
-    texts = [raw] if isinstance(raw, str) else raw
-    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-        raise TranslationError(
-            "Gemini embeds text only: `input` must be a string or a list of strings",
-            param="input",
-        )
-    if request.get("encoding_format") not in (None, "float", "base64"):
-        raise TranslationError("encoding_format must be float or base64", param="encoding_format")
+    texts = embedding_texts(request, "Gemini")
+    embedding_encoding(request)
     extra: dict[str, Any] = {}
     if request.get("dimensions"):
         extra["outputDimensionality"] = request["dimensions"]

@@ -8,10 +8,8 @@ maps onto the OpenAI usage contract of `base.py`: thinking tokens count as compl
 
 from __future__ import annotations
 
-import base64
 import math
 import secrets
-import struct
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,7 +22,18 @@ from capstan.gateway.providers.base import (
     FailureKind,
     UpstreamError,
 )
-from capstan.gateway.providers.http import failure_kind, retry_after, vendor_message
+from capstan.gateway.providers.http import failure_kind, upstream_error
+from capstan.gateway.providers.openai_shapes import (
+    arguments_text,
+    assistant_message,
+    chat_completion,
+    completion_choice,
+    completion_chunk,
+    embedding_list,
+    token_usage,
+    tool_call,
+    usage_chunk,
+)
 
 FINISH_REASONS = {
     "STOP": "stop",
@@ -53,26 +62,23 @@ def usage(metadata: Mapping[str, Any]) -> dict[str, Any]:
     )
     thoughts = int(metadata.get("thoughtsTokenCount", 0))
     completion = int(metadata.get("candidatesTokenCount", 0)) + thoughts
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": int(metadata.get("totalTokenCount") or prompt + completion),
-        "prompt_tokens_details": {"cached_tokens": int(metadata.get("cachedContentTokenCount", 0))},
-        "completion_tokens_details": {"reasoning_tokens": thoughts},
-    }
+    return token_usage(
+        prompt,
+        completion,
+        total=int(metadata.get("totalTokenCount") or prompt + completion),
+        cached=int(metadata.get("cachedContentTokenCount", 0)),
+        reasoning=thoughts,
+    )
 
 
-def tool_call(call: Mapping[str, Any]) -> dict[str, Any]:
+def _tool_call(call: Mapping[str, Any]) -> dict[str, Any]:
     """An OpenAI tool call; Gemini's own call id when it sends one, else a fresh `call_` id
     (the request side maps ids back to names, so any unique id works)."""
-    return {
-        "id": str(call.get("id") or f"call_{secrets.token_hex(12)}"),
-        "type": "function",
-        "function": {
-            "name": str(call.get("name", "")),
-            "arguments": orjson.dumps(call.get("args") or {}).decode(),
-        },
-    }
+    return tool_call(
+        str(call.get("id") or f"call_{secrets.token_hex(12)}"),
+        str(call.get("name", "")),
+        arguments_text(call.get("args")),
+    )
 
 
 def completion(body: Mapping[str, Any], *, model: str, created: int) -> ChatCompletion:
@@ -80,14 +86,13 @@ def completion(body: Mapping[str, Any], *, model: str, created: int) -> ChatComp
     candidates = body.get("candidates") or []
     if not candidates:
         raise _no_candidates(body)
-    return {
-        "id": _completion_id(body),
-        "object": "chat.completion",
-        "created": created,
-        "model": body.get("modelVersion") or model,
-        "choices": [_choice(c, i) for i, c in enumerate(candidates)],
-        "usage": usage(body.get("usageMetadata") or {}),
-    }
+    return chat_completion(
+        id=_completion_id(body),
+        created=created,
+        model=body.get("modelVersion") or model,
+        choices=[_choice(c, i) for i, c in enumerate(candidates)],
+        usage=usage(body.get("usageMetadata") or {}),
+    )
 
 
 def _completion_id(body: Mapping[str, Any]) -> str:
@@ -111,20 +116,13 @@ def _parts(candidate: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def _choice(candidate: Mapping[str, Any], position: int) -> dict[str, Any]:
     parts = _parts(candidate)
     text = "".join(str(p["text"]) for p in parts if "text" in p and not p.get("thought"))
-    calls = [tool_call(p["functionCall"]) for p in parts if "functionCall" in p]
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": text if text or not calls else None,
-        "refusal": None,
-    }
-    if calls:
-        message["tool_calls"] = calls
-    return {
-        "index": int(candidate.get("index", position)),
-        "message": message,
-        "logprobs": logprobs(candidate.get("logprobsResult")),
-        "finish_reason": finish_reason(candidate.get("finishReason"), bool(calls)),
-    }
+    calls = [_tool_call(p["functionCall"]) for p in parts if "functionCall" in p]
+    return completion_choice(
+        assistant_message(text, calls),
+        finish_reason(candidate.get("finishReason"), bool(calls)),
+        index=int(candidate.get("index", position)),
+        logprobs=logprobs(candidate.get("logprobsResult")),
+    )
 
 
 def logprobs(result: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -156,7 +154,7 @@ class StreamTranslator:
     def __init__(self, model: str, created: int) -> None:
         self.model = model
         self.created = created
-        self.id: str | None = None
+        self.id = ""
         self.usage: Mapping[str, Any] = {}
         self.tool_calls: dict[int, int] = {}
         self.unfinished: set[int] = set()
@@ -190,7 +188,7 @@ class StreamTranslator:
             elif "functionCall" in part:
                 delta = {
                     "tool_calls": [
-                        {"index": self.tool_calls[index], **tool_call(part["functionCall"])}
+                        {"index": self.tool_calls[index], **_tool_call(part["functionCall"])}
                     ]
                 }
                 self.tool_calls[index] += 1
@@ -210,22 +208,9 @@ class StreamTranslator:
         finish_reason: str | None = None,
         logprobs: dict[str, Any] | None = None,
     ) -> ChatChunk:
-        choice = {
-            "index": index,
-            "delta": delta,
-            "logprobs": logprobs,
-            "finish_reason": finish_reason,
-        }
-        return self._envelope([choice])
-
-    def _envelope(self, choices: list[dict[str, Any]]) -> ChatChunk:
-        return {
-            "id": self.id or _completion_id({}),
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        }
+        return completion_chunk(
+            self.id, self.created, self.model, delta, finish_reason, index=index, logprobs=logprobs
+        )
 
     def usage_chunk(self) -> ChatChunk:
         """The last chunk; raises when the stream closed before every choice finished (a
@@ -234,7 +219,7 @@ class StreamTranslator:
             raise UpstreamError(
                 FailureKind.MALFORMED, "the Gemini stream ended before the answer finished"
             )
-        return {**self._envelope([]), "usage": usage(self.usage)}
+        return usage_chunk(self.id, self.created, self.model, usage(self.usage))
 
 
 def stream_failure(error: Mapping[str, Any]) -> UpstreamError:
@@ -248,20 +233,18 @@ def upstream_failure(status: int, body: bytes, headers: Mapping[str, str]) -> Up
     """A Gemini error response as `UpstreamError`. Beyond the generic mapping: Google answers a
     bad key with 400 `API_KEY_INVALID` and a missing one with 403, both our credentials, so
     AUTHENTICATION; it states the wait of a 429 only in the body (`RetryInfo.retryDelay`)."""
-    message = vendor_message(body)
-    kind = failure_kind(status, message)
+    error = upstream_error(status, body, headers)
     details = _error_details(body)
     reasons = {str(d.get("reason")) for d in details}
-    lowered = message.lower()
+    lowered = error.message.lower()
     bad_key = "API_KEY_INVALID" in reasons or (status == 400 and "api key" in lowered)
     if bad_key or (status == 403 and "unregistered callers" in lowered):
-        kind = FailureKind.AUTHENTICATION
+        error.kind = FailureKind.AUTHENTICATION
     elif status == 400 and _CONTEXT_HINT in lowered:
-        kind = FailureKind.CONTEXT_LENGTH
-    wait = retry_after(headers)
-    if wait is None:
-        wait = retry_delay(details)
-    return UpstreamError(kind, message, status=status, retry_after=wait)
+        error.kind = FailureKind.CONTEXT_LENGTH
+    if error.retry_after is None:
+        error.retry_after = retry_delay(details)
+    return error
 
 
 def _error_details(body: bytes) -> list[Mapping[str, Any]]:
@@ -296,19 +279,9 @@ def embeddings(
     vectors = [list(e.get("values") or []) for e in body.get("embeddings") or []]
     if len(vectors) != len(texts):
         raise UpstreamError(FailureKind.MALFORMED, "Gemini returned the wrong number of embeddings")
-    data = []
-    for i, vector in enumerate(vectors):
-        value: Any = vector
-        if encoding_format == "base64":
-            value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-        data.append({"object": "embedding", "index": i, "embedding": value})
-    metadata = body.get("usageMetadata") or {}
-    tokens = metadata.get("promptTokenCount")
+    tokens = (body.get("usageMetadata") or {}).get("promptTokenCount")
     if tokens is None:
         tokens = sum(math.ceil(len(t) / 4) for t in texts)
-    return {
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": int(tokens), "total_tokens": int(tokens)},
-    }
+    return embedding_list(
+        vectors, model=model, tokens=int(tokens), encoding_format=encoding_format or "float"
+    )

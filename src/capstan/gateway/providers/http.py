@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager, suppress
+from functools import cache
 from typing import Any
 
 import aiohttp
@@ -99,17 +100,26 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
         return None  # HTTP-date form: treat as unknown
 
 
-async def raise_for_upstream(response: aiohttp.ClientResponse) -> None:
-    if response.status < 400:
-        return
-    body = await response.read()
+def upstream_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
+    """The `UpstreamError` for a vendor's error response: its message, the kind its status and
+    message tell, and the wait its `retry-after` headers ask for."""
     message = vendor_message(body)
-    raise UpstreamError(
-        failure_kind(response.status, message),
+    return UpstreamError(
+        failure_kind(status, message),
         message,
-        status=response.status,
-        retry_after=retry_after(response.headers),
+        status=status,
+        retry_after=retry_after(headers),
     )
+
+
+# Reads one error response (status, body, headers) as an `UpstreamError`; an adapter whose
+# vendor says more in its error body than the generic reading sees passes its own.
+ErrorReader = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
+
+
+@cache
+def _read_timeout(read_s: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read_s)
 
 
 @asynccontextmanager
@@ -120,16 +130,15 @@ async def upstream_post(
     headers: Mapping[str, str],
     body: bytes,
     timeout_s: float,
+    read_error: ErrorReader = upstream_error,
 ) -> AsyncIterator[aiohttp.ClientResponse]:
-    """POST to the vendor; failures before a 2xx become `UpstreamError`."""
+    """POST to the vendor; failures before a 2xx become `UpstreamError` (by `read_error`)."""
     try:
         async with http.post(
-            url,
-            data=body,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_s),
+            url, data=body, headers=headers, timeout=_read_timeout(timeout_s)
         ) as response:
-            await raise_for_upstream(response)
+            if response.status >= 400:
+                raise read_error(response.status, await response.read(), response.headers)
             yield response
     except UpstreamError:
         raise
@@ -148,20 +157,42 @@ async def post_json(
     headers: Mapping[str, str],
     payload: Any,
     timeout_s: float,
-) -> Any:
-    body = orjson.dumps(payload)
+    read_error: ErrorReader = upstream_error,
+) -> dict[str, Any]:
+    """POST `payload` as JSON (`headers` carry the content type) and return the JSON object
+    the vendor answered."""
     async with upstream_post(
         http,
         url,
-        headers={**headers, "content-type": "application/json"},
-        body=body,
+        headers=headers,
+        body=orjson.dumps(payload),
         timeout_s=timeout_s,
+        read_error=read_error,
     ) as response:
         raw = await response.read()
+    return json_object(raw)
+
+
+def json_object(
+    raw: bytes | str, malformed: str = "the upstream answered invalid JSON"
+) -> dict[str, Any]:
+    """`raw` decoded, when it is a JSON object; anything else is a MALFORMED `UpstreamError`
+    saying `malformed`."""
     try:
-        return orjson.loads(raw)
+        data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise UpstreamError(FailureKind.MALFORMED, "the upstream answered invalid JSON") from exc
+        raise UpstreamError(FailureKind.MALFORMED, malformed) from exc
+    if not isinstance(data, dict):
+        raise UpstreamError(FailureKind.MALFORMED, malformed)
+    return data
+
+
+async def read_rest(response: aiohttp.ClientResponse) -> None:
+    """Read what is left of a stream after its last event, so the connection goes back to the
+    pool instead of being closed; nothing is lost if that fails, so a failure is ignored."""
+    with suppress(aiohttp.ClientError, TimeoutError):
+        while await response.content.readany():
+            pass
 
 
 async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str | None, str]]:

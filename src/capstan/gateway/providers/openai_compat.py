@@ -28,7 +28,15 @@ from capstan.gateway.providers.base import (
     Upstream,
     UpstreamError,
 )
-from capstan.gateway.providers.http import extra_headers, post_json, sse_events, upstream_post
+from capstan.gateway.providers.http import (
+    extra_headers,
+    json_object,
+    post_json,
+    read_rest,
+    sse_events,
+    upstream_post,
+)
+from capstan.gateway.providers.openai_shapes import token_usage, usage_chunk
 
 AZURE_DEFAULT_API_VERSION = "2024-10-21"
 
@@ -44,7 +52,7 @@ def endpoint(upstream: Upstream, operation: str) -> str:
 
 
 def auth_headers(upstream: Upstream) -> dict[str, str]:
-    headers: dict[str, str] = {}
+    headers = {"content-type": "application/json"}
     if upstream.api_key:
         if upstream.kind == "azure":
             headers["api-key"] = upstream.api_key
@@ -67,14 +75,13 @@ class OpenAICompatProvider:
         body = _body(upstream, request)
         body.pop("stream", None)
         body.pop("stream_options", None)
-        completion: ChatCompletion = await post_json(
+        return await post_json(
             http,
             endpoint(upstream, "chat/completions"),
             headers=auth_headers(upstream),
             payload=body,
             timeout_s=upstream.timeout_s,
         )
-        return completion
 
     async def stream_chat(
         self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
@@ -82,63 +89,53 @@ class OpenAICompatProvider:
         body = _body(upstream, request)
         body["stream"] = True
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        headers = {**auth_headers(upstream), "content-type": "application/json"}
         last_usage: dict[str, Any] | None = None
         template: dict[str, Any] = {}
         async with upstream_post(
             http,
             endpoint(upstream, "chat/completions"),
-            headers=headers,
+            headers=auth_headers(upstream),
             body=orjson.dumps(body),
             timeout_s=upstream.timeout_s,
         ) as response:
             async for _event, data in sse_events(response):
                 if data == "[DONE]":
+                    await read_rest(response)
                     break
                 chunk = _parse_chunk(data)
                 if not template:
                     template = {k: chunk.get(k) for k in ("id", "created", "model")}
-                usage = chunk.get("usage")
-                if usage and not chunk.get("choices"):
+                usage = chunk.pop("usage", None)
+                if usage:  # on the usage chunk, or on the finishing chunk for some servers
                     last_usage = usage
-                    continue
-                if usage:  # some servers put usage on the finishing chunk
-                    last_usage = usage
-                chunk.pop("usage", None)
+                    if not chunk.get("choices"):
+                        continue  # this adapter sends the usage chunk last
                 yield chunk
             else:
                 raise UpstreamError(
                     FailureKind.CONNECTION, "the upstream stream ended before [DONE]"
                 )
-        yield {
-            "id": template.get("id") or "chatcmpl-capstan",
-            "object": "chat.completion.chunk",
-            "created": template.get("created") or int(time.time()),
-            "model": template.get("model") or upstream.model,
-            "choices": [],
-            "usage": last_usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        }
+        yield usage_chunk(
+            template.get("id") or "chatcmpl-capstan",
+            template.get("created") or int(time.time()),
+            template.get("model") or upstream.model,
+            last_usage or token_usage(0, 0),
+        )
 
     async def embed(
         self, http: aiohttp.ClientSession, upstream: Upstream, request: EmbeddingRequest
     ) -> EmbeddingResponse:
-        response: EmbeddingResponse = await post_json(
+        return await post_json(
             http,
             endpoint(upstream, "embeddings"),
             headers=auth_headers(upstream),
             payload=_body(upstream, request),
             timeout_s=upstream.timeout_s,
         )
-        return response
 
 
 def _parse_chunk(data: str) -> dict[str, Any]:
-    try:
-        chunk = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamError(FailureKind.MALFORMED, "the upstream sent a malformed chunk") from exc
-    if not isinstance(chunk, dict):
-        raise UpstreamError(FailureKind.MALFORMED, "the upstream sent a malformed chunk")
+    chunk = json_object(data, "the upstream sent a malformed chunk")
     if "error" in chunk and "choices" not in chunk:
         error = chunk["error"]
         message = error.get("message") if isinstance(error, dict) else str(error)

@@ -12,9 +12,10 @@ the CLI rotates the key is sealed under a key that survives the rotation.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
@@ -29,6 +30,7 @@ from capstan.identity.scope import ScopePath
 from capstan.store.engine import Store
 from capstan.store.schema import StoredSecret
 
+log = logging.getLogger(__name__)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_NAME = 100
 MAX_VALUE = 65_536
@@ -70,26 +72,34 @@ class SecretVault:
     ) -> StoredSecret:
         """Create or replace a secret (value and description both). A newly created row has
         `updated_at == created_at`, which is how the API tells 201 from 200."""
+        with self.store.write() as session:
+            return self.put_in(session, principal, name, value, description)
+
+    def put_in(
+        self, session: Session, principal: Principal, name: str, value: str, description: str = ""
+    ) -> StoredSecret:
+        """`put` inside the caller's transaction (a gateway provider's key is stored with the
+        provider). A transaction that writes other audited rows first takes `lock_for_write`
+        before them, as the vault does, so a concurrent rotation queues instead of deadlocking."""
         org_id = self._require_org_writer(principal)
         check_name(name)
         if not 1 <= len(value) <= MAX_VALUE:
             raise InvalidInput(f"a secret value is 1-{MAX_VALUE} characters", field="value")
         if len(description) > MAX_DESCRIPTION:
             raise InvalidInput(f"at most {MAX_DESCRIPTION} characters", field="description")
-        with self.store.write() as session:
-            _lock(session, _LOCK_FOR_WRITE)
-            keyring = self._reload()
-            row = _find(session, org_id, name)
-            before = state_of(row) if row is not None else None
-            sealed = keyring.encrypt(value.encode(), binding(org_id, name))
-            if row is None:
-                row = StoredSecret(org_id=org_id, name=name)
-                row.updated_at = row.created_at = utcnow()
-                session.add(row)
-            row.description = description
-            row.key_id, row.nonce, row.ciphertext = sealed
-            action = "secret.create" if before is None else "secret.update"
-            self.changes.record(session, principal, action, row, before=before, bump=False)
+        lock_for_write(session)
+        keyring = self._reload()
+        row = _find(session, org_id, name)
+        before = state_of(row) if row is not None else None
+        sealed = keyring.encrypt(value.encode(), binding(org_id, name))
+        if row is None:
+            row = StoredSecret(org_id=org_id, name=name)
+            row.updated_at = row.created_at = utcnow()
+            session.add(row)
+        row.description = description
+        row.key_id, row.nonce, row.ciphertext = sealed
+        action = "secret.create" if before is None else "secret.update"
+        self.changes.record(session, principal, action, row, before=before, bump=False)
         return row
 
     def list(self, principal: Principal) -> Sequence[StoredSecret]:
@@ -109,40 +119,47 @@ class SecretVault:
             return session.scalars(statement).all()
 
     def delete(self, principal: Principal, name: str) -> None:
-        org_id = self._require_org_writer(principal)
         with self.store.write() as session:
-            _lock(session, _LOCK_FOR_WRITE)
-            row = _find(session, org_id, name)
-            if row is None:
+            if not self.delete_in(session, principal, name):
                 raise NotFound(f"no secret named {name!r}", field="name")
-            before = state_of(row)
-            session.delete(row)
-            session.flush()
-            self.changes.audit.append(
-                session,
-                actor=principal.actor,
-                action="secret.delete",
-                resource_type=StoredSecret.__tablename__,
-                resource_id=str(row.id),
-                before=before,
-                after=None,
-            )
+
+    def delete_in(self, session: Session, principal: Principal, name: str) -> bool:
+        """`delete` inside the caller's transaction (see `put_in`); False if there was none."""
+        org_id = self._require_org_writer(principal)
+        lock_for_write(session)
+        row = _find(session, org_id, name)
+        if row is None:
+            return False
+        self.changes.record_deletion(session, principal, "secret.delete", row, bump=False)
+        return True
 
     def reveal(self, name: str, org_id: uuid.UUID) -> str:
-        """The plaintext, for the gateway's own use only (never over HTTP, so no principal).
-
-        A key id this process does not know means another process rotated the master key since
-        this one loaded it: re-read the keys once before giving up."""
+        """The plaintext, for the gateway's own use only (never over HTTP, so no principal)."""
         with self.store.read() as session:
             row = _find(session, org_id, name)
             if row is None:
                 raise NotFound(f"no secret named {name!r}", field="name")
-            sealed = (row.key_id, row.nonce, row.ciphertext)
-        try:
-            plaintext = self.keyring.decrypt(*sealed, binding(org_id, name))
-        except UnknownMasterKey:
-            plaintext = self._reload().decrypt(*sealed, binding(org_id, name))
-        return plaintext.decode()
+        return self._unseal(row)
+
+    def reveal_in(
+        self, session: Session, org_id: uuid.UUID, names: Iterable[str]
+    ) -> dict[str, str]:
+        """The plaintexts of `names` in one query, for the gateway's routing table. A secret
+        that is missing or cannot be decrypted is left out (and logged), so one bad secret
+        disables what uses it instead of everything."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return {}
+        rows = session.scalars(
+            select(StoredSecret).where(StoredSecret.org_id == org_id, StoredSecret.name.in_(wanted))
+        ).all()
+        plaintexts: dict[str, str] = {}
+        for row in rows:
+            try:
+                plaintexts[row.name] = self._unseal(row)
+            except Exception as exc:  # one unreadable secret must not take the rest down
+                log.warning("secret %s cannot be decrypted: %s", row.name, exc)
+        return plaintexts
 
     def rotate_master_key(self, principal: Principal) -> int:
         """Re-encrypt every secret under a new master key; returns how many were re-encrypted.
@@ -188,11 +205,28 @@ class SecretVault:
         self.keyring = self.keyring.reloaded()
         return self.keyring
 
+    def _unseal(self, row: StoredSecret) -> str:
+        """A key id this process does not know means another process rotated the master key
+        since this one loaded it: re-read the keys once before giving up."""
+        sealed = (row.key_id, row.nonce, row.ciphertext)
+        aad = binding(row.org_id, row.name)
+        try:
+            plaintext = self.keyring.decrypt(*sealed, aad)
+        except UnknownMasterKey:
+            plaintext = self._reload().decrypt(*sealed, aad)
+        return plaintext.decode()
+
 
 def _find(session: Session, org_id: uuid.UUID, name: str) -> StoredSecret | None:
     return session.scalars(
         select(StoredSecret).where(StoredSecret.org_id == org_id, StoredSecret.name == name)
     ).first()
+
+
+def lock_for_write(session: Session) -> None:
+    """Take the lock a secret write holds. `put_in` and `delete_in` take it themselves; a
+    transaction that writes other audited rows before them takes it first (see `put_in`)."""
+    _lock(session, _LOCK_FOR_WRITE)
 
 
 def _lock(session: Session, statement: str) -> None:

@@ -14,8 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +28,9 @@ from capstan.testing.simulator.anthropic_request import (
     prompt_text,
     thinking_budget,
 )
-from capstan.testing.simulator.common import StreamCut, sse
+from capstan.testing.simulator.common import paced_stream, sse
+from capstan.testing.simulator.ids import BASE58, random_id
 from capstan.testing.simulator.state import SimulatorState
-
-ID_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +46,7 @@ class Reply:
 
 def new_id(prefix: str) -> str:
     """Anthropic-style ids: a prefix, `01`, then 22 base58 characters."""
-    return prefix + "01" + "".join(secrets.choice(ID_ALPHABET) for _ in range(22))
+    return prefix + "01" + random_id(22, BASE58)
 
 
 async def respond(
@@ -88,9 +86,7 @@ def plan(body: dict[str, Any], model: str, state: SimulatorState) -> Reply:
     if tools and stop_reason == "end_turn":
         stop_reason = "tool_use"
         for tool in tools:
-            arguments = text.arguments_for(
-                tool.input_schema, text.seed_of(model, prompt, tool.name)
-            )
+            arguments = text.arguments_for(tool.parameters, text.seed_of(model, prompt, tool.name))
             blocks.append(
                 {"type": "tool_use", "id": new_id("toolu_"), "name": tool.name, "input": arguments}
             )
@@ -213,20 +209,20 @@ def events(reply: Reply) -> list[tuple[str, dict[str, Any], bool]]:
     return result
 
 
-async def stream(reply: Reply, state: SimulatorState) -> AsyncIterator[bytes]:
-    """The events of `reply`, paced by the model's faults. Events before a delta wait with it
-    (so `message_start` arrives after the time to first token); the stream is cut dead, with no
+def stream(reply: Reply, state: SimulatorState) -> AsyncIterator[bytes]:
+    """The events of `reply`, paced by the model's faults; the stream is cut dead, with no
     `message_stop`, when the faults say so."""
-    held: list[bytes] = []
-    sent = 0
+    return paced_stream(state, reply.model, _frames(reply))
+
+
+def _frames(reply: Reply) -> Iterator[tuple[bool, bytes]]:
+    """The events as `(paced, frame)` pairs: events before a delta go out with it (so
+    `message_start` arrives after the time to first token)."""
+    held = b""
     for event, data, paced in events(reply):
-        held.append(sse(data, event))
-        if not paced:
-            continue
-        if not await state.pace(reply.model, sent):
-            raise StreamCut(f"stream cut after {sent} deltas")
-        sent += 1
-        yield b"".join(held)
-        held.clear()
+        held += sse(data, event)
+        if paced:
+            yield True, held
+            held = b""
     if held:
-        yield b"".join(held)
+        yield False, held

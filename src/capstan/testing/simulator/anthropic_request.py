@@ -12,16 +12,14 @@ cacheable length, 1024 tokens, is not simulated, so that small test prompts can 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from capstan.testing.simulator import text
-from capstan.testing.simulator.state import PromptCache
+from capstan.testing.simulator.prompt_cache import PromptCache, prefix_keys
+from capstan.testing.simulator.tool_use import ToolSpec, tools_to_call
 
 ROLES = ("user", "assistant")
 BLOCK_TYPES = (
@@ -43,12 +41,6 @@ MIN_THINKING_BUDGET = 1024
 
 class InvalidRequest(ValueError):
     """A request Anthropic answers with 400 `invalid_request_error` and this message."""
-
-
-@dataclass(frozen=True, slots=True)
-class ToolSpec:
-    name: str
-    input_schema: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,10 +262,9 @@ def chosen_tools(body: dict[str, Any]) -> list[ToolSpec]:
     last = body["messages"][-1]
     if not tools or choice["type"] == "none" or any(_ids(last, "tool_result", "tool_use_id")):
         return []
-    if choice["type"] == "tool":
-        return [tool for tool in tools if tool.name == choice["name"]]
+    named = choice["name"] if choice["type"] == "tool" else None
     parallel = not choice.get("disable_parallel_tool_use", False)
-    return tools[:2] if parallel and len(tools) >= 2 else tools[:1]
+    return tools_to_call(tools, named=named, parallel=parallel)
 
 
 def thinking_budget(body: dict[str, Any]) -> int | None:
@@ -350,24 +341,27 @@ def input_tokens(body: dict[str, Any]) -> int:
 def cache_usage(model: str, body: dict[str, Any], cache: PromptCache) -> CacheUsage:
     """Split the prompt's tokens into read-from-cache, written-to-cache and plain input, and
     remember this request's cacheable prefixes."""
-    digest = hashlib.sha256(b"anthropic\x1f" + model.encode())
+    segments = list(_segments(body))
+    pieces = [[role, _without_cache_control(block)] for (role, block), _, _ in segments]
     total = 0
     breakpoints: list[tuple[str, int]] = []
     ttl = "5m"
-    for what, tokens, cache_control in _segments(body):
-        role, block = what
-        if isinstance(block, dict):
-            block = {k: v for k, v in block.items() if k != "cache_control"}
-        digest.update(orjson.dumps([role, block], option=orjson.OPT_SORT_KEYS))
+    for key, (_, tokens, cache_control) in zip(
+        prefix_keys("anthropic", model, pieces), segments, strict=True
+    ):
         total += tokens
         if cache_control:
-            breakpoints.append((digest.hexdigest(), total))
+            breakpoints.append((key, total))
             ttl = str(cache_control.get("ttl", ttl))
-    read = max((tokens for key, tokens in breakpoints if cache.seen(key)), default=0)
+    read = cache.longest_seen(breakpoints)
     written = breakpoints[-1][1] - read if breakpoints else 0
-    for key, _ in breakpoints:
-        cache.remember(key)
     return CacheUsage(total - read - written, written, read, ttl)
+
+
+def _without_cache_control(block: Any) -> Any:
+    if isinstance(block, dict):
+        return {k: v for k, v in block.items() if k != "cache_control"}
+    return block
 
 
 def prompt_text(body: dict[str, Any]) -> str:

@@ -136,11 +136,11 @@ async def _admit(request: Request, state: SimulatorState, body: Any, counting: b
         tokens = input_tokens(body)
         if tokens > window:
             raise AnthropicError(400, f"prompt is too long: {tokens} tokens > {window} maximum")
-    status = await state.before_response(model)
-    if status is None:
+    failure = await state.before_response(model)
+    if failure is None:
         return model
+    status, retry_after = failure.status, failure.retry_after_s
     if status == 429:
-        retry_after = state.faults_for(model).retry_after_s
         limited = response_headers(remaining=0, reset_s=retry_after)
         del limited["request-id"]
         raise AnthropicError(

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from capstan.testing.simulator.prompt_cache import prefix_keys
 from capstan.testing.simulator.text import (
     apply_stop,
     arguments_for,
@@ -31,6 +31,7 @@ from capstan.testing.simulator.text import (
     split_words,
     truncated,
 )
+from capstan.testing.simulator.tool_use import ToolSpec, tools_to_call
 
 IMAGE_FORMATS = frozenset({"png", "jpeg", "gif", "webp"})
 _BLOCK_KINDS = frozenset(
@@ -47,12 +48,6 @@ class ConverseValidationError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Tool:
-    name: str
-    schema: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
 class ConverseCall:
     """The parts of a valid Converse request that shape the reply."""
 
@@ -60,7 +55,7 @@ class ConverseCall:
     prompt: str  # the last user turn's text, which the reply echoes
     max_tokens: int | None
     stop_sequences: tuple[str, ...]
-    tool: Tool | None  # the tool the model calls, or None for a text reply
+    tool: ToolSpec | None  # the tool the model calls, or None for a text reply
     preamble: bool  # toolChoice auto: a few words before the call, as Claude does
     thinking_budget: int | None  # additionalModelRequestFields asked for reasoning
     input_tokens: int  # every input token, cached ones included
@@ -145,7 +140,7 @@ def parse_call(model: str, body: Any) -> ConverseCall:
     has_result = any("toolResult" in block for block in last_user["content"])
     tool = None
     if tools and choice != "none" and not has_result:
-        tool = next((t for t in tools if t.name == choice), tools[0])
+        (tool,) = tools_to_call(tools, named=choice)
     input_tokens, cached_tokens, cache_key = _count_input(model, body, messages)
     return ConverseCall(
         model=model,
@@ -176,7 +171,7 @@ def plan_reply(call: ConverseCall) -> Reply:
                 "toolUse",
                 tool_use_id=f"tooluse_{seed_of(seed, call.tool.name):016x}",
                 name=call.tool.name,
-                input=arguments_for(call.tool.schema, seed),
+                input=arguments_for(call.tool.parameters, seed),
             )
         )
         return Reply(tuple(blocks), "tool_use")
@@ -190,13 +185,13 @@ def plan_reply(call: ConverseCall) -> Reply:
     return Reply(tuple(blocks), stop_reason)
 
 
-def _tool_config(config: Any) -> tuple[list[Tool] | None, str]:
+def _tool_config(config: Any) -> tuple[list[ToolSpec] | None, str]:
     """The offered tools and the choice: `auto`, `any`, `none` (no tools) or a tool's name."""
     if config is None:
         return None, "none"
     if not isinstance(config, dict) or not isinstance(config.get("tools"), list):
         raise ConverseValidationError("The toolConfig field must contain a list of tools.")
-    tools: list[Tool] = []
+    tools: list[ToolSpec] = []
     for index, entry in enumerate(config["tools"]):
         if isinstance(entry, dict) and "cachePoint" in entry:
             continue
@@ -211,7 +206,7 @@ def _tool_config(config: Any) -> tuple[list[Tool] | None, str]:
                 f"Malformed toolSpec at toolConfig.tools.{index}: a name and an "
                 "inputSchema.json object are required."
             )
-        tools.append(Tool(spec["name"], schema["json"]))
+        tools.append(ToolSpec(spec["name"], schema["json"]))
     if not tools:
         raise ConverseValidationError("The toolConfig field must contain at least one tool.")
     choice = config.get("toolChoice") or {"auto": {}}
@@ -377,12 +372,10 @@ def _count_input(model: str, body: dict[str, Any], messages: list[Any]) -> tuple
         *(block for message in messages for block in message["content"]),
     ]
     total = cached = 0
-    digest = hashlib.sha256(model.encode())
     key = ""
-    for block in sequence:
-        digest.update(orjson.dumps(block, option=orjson.OPT_SORT_KEYS))
+    for prefix, block in zip(prefix_keys("bedrock", model, sequence), sequence, strict=True):
         if "cachePoint" in block:
-            cached, key = total, digest.hexdigest()
+            cached, key = total, prefix
             continue
         total += _block_tokens(block)
     return total, cached, key

@@ -23,11 +23,10 @@ Prompt caching uses the state's shared `PromptCache` (keys prefixed `bedrock:`).
 
 from __future__ import annotations
 
-import random
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,9 +46,11 @@ from capstan.testing.simulator.bedrock_reply import (
     parse_call,
     plan_reply,
 )
-from capstan.testing.simulator.common import StreamCut, read_json, rejected
-from capstan.testing.simulator.state import PromptCache, SimulatorState
-from capstan.testing.simulator.text import count_tokens, seed_of
+from capstan.testing.simulator.common import paced_stream, read_json, rejected
+from capstan.testing.simulator.embeddings import gaussian_vector
+from capstan.testing.simulator.prompt_cache import PromptCache
+from capstan.testing.simulator.state import SimulatorState
+from capstan.testing.simulator.text import count_tokens
 
 UNKNOWN_MODEL_PREFIX = "unknown-"
 STREAM_ERROR_PREFIX = "stream-error-"
@@ -87,12 +88,8 @@ def usage_of(call: ConverseCall, output_tokens: int, cache: PromptCache) -> dict
     A cache-point prefix seen before is a cache read, a new one a cache write."""
     read = write = 0
     if call.cache_key is not None and call.cached_tokens:
-        key = f"bedrock:{call.cache_key}"
-        if cache.seen(key):
-            read = call.cached_tokens
-        else:
-            write = call.cached_tokens
-            cache.remember(key)
+        read = cache.longest_seen([(call.cache_key, call.cached_tokens)])
+        write = call.cached_tokens - read
     return {
         "inputTokens": call.input_tokens - read - write,
         "outputTokens": output_tokens,
@@ -185,9 +182,9 @@ async def _prepare(request: Request, state: SimulatorState) -> Response | Prepar
     window = state.faults_for(model).context_window
     if window is not None and call.input_tokens > window:
         return aws_error("ValidationException", "Input is too long for requested model.", 400)
-    status = await state.before_response(model)
-    if status is not None:
-        return error_for_status(status)
+    injected = await state.before_response(model)
+    if injected is not None:
+        return error_for_status(injected.status)
     reply = plan_reply(call)
     return Prepared(call, reply, usage_of(call, reply.output_tokens, state.prompt_cache))
 
@@ -217,7 +214,7 @@ def _converse_stream(state: SimulatorState) -> Endpoint:
         if isinstance(prepared, Response):
             return prepared
         return StreamingResponse(
-            _frames(state, prepared, started),
+            paced_stream(state, prepared.call.model, _frames(prepared, started)),
             media_type=CONTENT_TYPE,
             headers={"x-amzn-RequestId": str(uuid.uuid4())},
         )
@@ -225,33 +222,32 @@ def _converse_stream(state: SimulatorState) -> Endpoint:
     return endpoint
 
 
-async def _frames(
-    state: SimulatorState, prepared: Prepared, started: float
-) -> AsyncIterator[bytes]:
-    """The ConverseStream event sequence. Text blocks get no `contentBlockStart`, tool blocks
-    do (with their id and name), as Bedrock sends them."""
+def _frames(prepared: Prepared, started: float) -> Iterator[tuple[bool, bytes]]:
+    """The ConverseStream event sequence as `(paced, frame)` pairs, the deltas paced. Text
+    blocks get no `contentBlockStart`, tool blocks do (with their id and name), as Bedrock sends
+    them."""
     call, reply = prepared.call, prepared.reply
-    yield event_frame("messageStart", {"role": "assistant"})
-    index = 0  # content deltas sent so far, for pacing and cuts
+    yield False, event_frame("messageStart", {"role": "assistant"})
+    index = 0  # content deltas sent so far
     for position, block in enumerate(reply.blocks):
         if block.kind == "toolUse":
             start = {"toolUse": {"toolUseId": block.tool_use_id, "name": block.name}}
-            yield event_frame("contentBlockStart", {"start": start, "contentBlockIndex": position})
+            yield (
+                False,
+                event_frame("contentBlockStart", {"start": start, "contentBlockIndex": position}),
+            )
         for delta in block.deltas():
-            if not await state.pace(call.model, index):
-                raise StreamCut(f"stream cut after {index} deltas")
             if index == 1 and call.model.startswith(STREAM_ERROR_PREFIX):
-                yield exception_frame(
-                    "modelStreamErrorException", "The model stream ended with an error."
-                )
+                message = "The model stream ended with an error."
+                yield True, exception_frame("modelStreamErrorException", message)
                 return
-            yield event_frame("contentBlockDelta", {"delta": delta, "contentBlockIndex": position})
+            delta_event = {"delta": delta, "contentBlockIndex": position}
+            yield True, event_frame("contentBlockDelta", delta_event)
             index += 1
-        yield event_frame("contentBlockStop", {"contentBlockIndex": position})
-    yield event_frame("messageStop", {"stopReason": reply.stop_reason})
-    yield event_frame(
-        "metadata", {"usage": prepared.usage, "metrics": {"latencyMs": _elapsed_ms(started)}}
-    )
+        yield False, event_frame("contentBlockStop", {"contentBlockIndex": position})
+    yield False, event_frame("messageStop", {"stopReason": reply.stop_reason})
+    metrics = {"latencyMs": _elapsed_ms(started)}  # read when the stream gets here
+    yield False, event_frame("metadata", {"usage": prepared.usage, "metrics": metrics})
 
 
 def _invoke(state: SimulatorState) -> Endpoint:
@@ -273,10 +269,10 @@ def _invoke(state: SimulatorState) -> Endpoint:
         dimensions = body.get("dimensions", 1024)
         if dimensions not in TITAN_DIMENSIONS:
             return aws_error("ValidationException", "dimensions must be 256, 512 or 1024.", 400)
-        status = await state.before_response(model)
-        if status is not None:
-            return error_for_status(status)
-        vector = embedding(model, text, dimensions, normalize=body.get("normalize", True))
+        injected = await state.before_response(model)
+        if injected is not None:
+            return error_for_status(injected.status)
+        vector = gaussian_vector(dimensions, model, text, normalize=body.get("normalize", True))
         tokens = count_tokens(text)
         return JSONResponse(
             {
@@ -291,16 +287,6 @@ def _invoke(state: SimulatorState) -> Endpoint:
         )
 
     return endpoint
-
-
-def embedding(model: str, text: str, dimensions: int, *, normalize: bool = True) -> list[float]:
-    """A deterministic vector for `text` (the same text always embeds the same way)."""
-    rng = random.Random(seed_of(model, text))  # noqa: S311 - test data, not crypto
-    vector = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
-    if normalize:
-        norm = sum(v * v for v in vector) ** 0.5 or 1.0
-        vector = [v / norm for v in vector]
-    return vector
 
 
 def _elapsed_ms(started: float) -> int:

@@ -16,13 +16,11 @@ prompts with Cohere's "too many tokens" 400.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import random
 import struct
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -31,13 +29,15 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from capstan.testing.simulator.common import (
-    StreamCut,
+    paced_stream,
     presented_credential,
     read_json,
     rejected,
     sse,
 )
-from capstan.testing.simulator.state import PromptCache, SimulatorState
+from capstan.testing.simulator.embeddings import gaussian_vector
+from capstan.testing.simulator.prompt_cache import PromptCache, prefix_keys
+from capstan.testing.simulator.state import SimulatorState
 from capstan.testing.simulator.text import (
     apply_stop,
     arguments_for,
@@ -47,6 +47,7 @@ from capstan.testing.simulator.text import (
     split_words,
     truncated,
 )
+from capstan.testing.simulator.tool_use import ToolSpec, tools_to_call
 
 PROMPT_TEMPLATE_TOKENS = 7
 EMBED_DIMENSIONS = 1024
@@ -108,9 +109,10 @@ async def _gate(request: Request, state: SimulatorState, body: Any) -> Response 
             f"model '{model}' not found, make sure the correct model ID was used "
             "and that you have access to the model.",
         )
-    status = await state.before_response(model)
-    if status is not None:
-        retry = state.faults_for(model).retry_after_s if status == 429 else None
+    failure = await state.before_response(model)
+    if failure is not None:
+        status = failure.status
+        retry = failure.retry_after_s if status == 429 else None
         return error(status, _ERROR_MESSAGES.get(status, f"upstream failure ({status})"), retry)
     return model
 
@@ -138,8 +140,9 @@ def _chat_endpoint(state: SimulatorState) -> Any:
         usage["cached_tokens"] = cached_tokens(gate, body["messages"], state.prompt_cache)
         reply_id = str(uuid.uuid4())
         if body.get("stream") is True:
+            frames = stream_events(reply_id, reply, usage)
             return StreamingResponse(
-                _stream(state, gate, reply_id, reply, usage), media_type="text/event-stream"
+                paced_stream(state, gate, frames), media_type="text/event-stream"
             )
         return JSONResponse(chat_response(reply_id, reply, usage))
 
@@ -209,12 +212,11 @@ def compose_reply(model: str, body: dict[str, Any]) -> Reply:
     prompt = last_user_text(messages)
     tools = body.get("tools") or []
     if tools and body.get("tool_choice") != "NONE" and messages[-1]["role"] != "tool":
-        function = next(
-            (t["function"] for t in tools if t["function"]["name"] in prompt), tools[0]["function"]
-        )
-        name = function["name"]
+        offered = [ToolSpec(t["function"]["name"], t["function"]["parameters"]) for t in tools]
+        (tool,) = tools_to_call(offered, mentioned_in=prompt)
+        name = tool.name
         seed = seed_of(model, prompt, name)
-        arguments = json.dumps(arguments_for(function.get("parameters"), seed))
+        arguments = json.dumps(arguments_for(tool.parameters, seed))
         call = {
             "id": f"{name}_{seed:016x}"[: len(name) + 13],
             "type": "function",
@@ -250,18 +252,9 @@ def input_words(messages: list[dict[str, Any]]) -> int:
 def cached_tokens(model: str, messages: list[dict[str, Any]], cache: PromptCache) -> int:
     """Words of the longest earlier-seen prefix of `messages` (the last one excluded), the way
     Cohere reports prompt tokens that hit its cache; then remember this request's prefixes."""
-    digest = hashlib.sha256(b"cohere\x1f" + model.encode())
-    cached = running = 0
-    keys: list[str] = []
-    for index, message in enumerate(messages):
-        digest.update(orjson.dumps(message, option=orjson.OPT_SORT_KEYS))
-        running += input_words([message])
-        keys.append(digest.hexdigest())
-        if index < len(messages) - 1 and cache.seen(keys[-1]):
-            cached = running
-    for key in keys:
-        cache.remember(key)
-    return cached
+    keys = prefix_keys("cohere", model, messages)
+    running = accumulate(input_words([message]) for message in messages)
+    return cache.longest_seen(list(zip(keys, running, strict=True)), lookups=len(messages) - 1)
 
 
 def usage_of(messages: list[dict[str, Any]], reply: Reply) -> dict[str, Any]:
@@ -324,18 +317,6 @@ def stream_events(reply_id: str, reply: Reply, usage: dict[str, Any]) -> list[tu
     return frames
 
 
-async def _stream(
-    state: SimulatorState, model: str, reply_id: str, reply: Reply, usage: dict[str, Any]
-) -> AsyncIterator[bytes]:
-    index = 0
-    for paced, frame in stream_events(reply_id, reply, usage):
-        if paced:
-            if not await state.pace(model, index):
-                raise StreamCut(f"stream cut after {index} deltas")
-            index += 1
-        yield frame
-
-
 def _embed_endpoint(state: SimulatorState) -> Any:
     async def endpoint(request: Request) -> Response:
         body = await read_json(request, state)
@@ -347,7 +328,7 @@ def _embed_endpoint(state: SimulatorState) -> Any:
         except InvalidRequest as exc:
             return error(400, f"invalid request: {exc}")
         dimensions = body.get("output_dimension") or EMBED_DIMENSIONS
-        vectors = [unit_vector(gate, text, dimensions) for text in texts]
+        vectors = [gaussian_vector(dimensions, gate, "embed", text) for text in texts]
         return JSONResponse(
             {
                 "id": str(uuid.uuid4()),
@@ -377,14 +358,6 @@ def validate_embed(body: dict[str, Any]) -> tuple[list[str], list[str]]:
     if unknown:
         raise InvalidRequest(f"unknown embedding_types {unknown}")
     return texts, list(types)
-
-
-def unit_vector(model: str, text: str, dimensions: int) -> list[float]:
-    """A deterministic unit vector for (model, text)."""
-    rng = random.Random(seed_of(model, "embed", text))  # noqa: S311 - test data
-    raw = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
-    norm = sum(x * x for x in raw) ** 0.5 or 1.0
-    return [x / norm for x in raw]
 
 
 def encode_embeddings(kind: str, vectors: list[list[float]]) -> list[Any]:

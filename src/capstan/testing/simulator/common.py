@@ -1,8 +1,9 @@
 """What every vendor module of the simulator shares: reading the request, logging it without
-credentials, and SSE framing."""
+credentials, SSE framing, and pacing a stream as the model's faults say."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import orjson
@@ -42,6 +43,21 @@ def sse(data: Any, event: str | None = None) -> bytes:
         payload = orjson.dumps(data)
     head = f"event: {event}\n".encode() if event else b""
     return head + b"data: " + payload + b"\n\n"
+
+
+async def paced_stream(
+    state: SimulatorState, model: str, frames: Iterable[tuple[bool, bytes]]
+) -> AsyncIterator[bytes]:
+    """The body of a streamed answer, from `(paced, frame)` pairs read one at a time: a paced
+    frame (a delta) waits as the model's faults say (time to first token, tokens per second) and
+    may be where the stream is cut dead; the others go out at once."""
+    sent = 0
+    for paced, frame in frames:
+        if paced:
+            if not await state.pace(model, sent):
+                raise StreamCut(f"stream cut after {sent} deltas")
+            sent += 1
+        yield frame
 
 
 def presented_credential(request: Request, *headers: str) -> str | None:

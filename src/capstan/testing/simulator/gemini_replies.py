@@ -17,16 +17,17 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import math
 import random
 import re
 import secrets
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import orjson
 
-from capstan.testing.simulator.state import PromptCache
+from capstan.testing.simulator.embeddings import gaussian_vector
+from capstan.testing.simulator.prompt_cache import PromptCache, prefix_keys
 from capstan.testing.simulator.text import (
     VOCABULARY,
     apply_stop,
@@ -38,6 +39,7 @@ from capstan.testing.simulator.text import (
     split_words,
     truncated,
 )
+from capstan.testing.simulator.tool_use import ToolSpec, tools_to_call
 
 IMAGE_TOKENS = 258  # what Gemini bills for an image up to 384x384 px
 CACHE_MIN_TOKENS = 32  # Gemini needs 1,024+ tokens for implicit caching; scaled down for tests
@@ -199,19 +201,13 @@ def cached_tokens(model: str, prompt: Prompt, cache: PromptCache) -> int:
     """Gemini's implicit context caching: tokens of the longest prefix, cut at a turn boundary
     (the last turn excluded), that an earlier request to `model` already sent; then remember
     this request's prefixes. Below `CACHE_MIN_TOKENS` nothing counts as cached, as on Gemini."""
-    digest = hashlib.sha256(b"gemini\x1f" + model.encode())
-    cached = done = weight = 0
-    keys: list[str] = []
-    for end in prompt.boundaries:
-        for token in prompt.sequence[done:end]:
-            digest.update(token.encode() + b"\x1f")
-            weight += IMAGE_TOKENS if token.startswith(IMAGE_MARK) else 1
-        done = end
-        keys.append(digest.hexdigest())
-        if cache.seen(keys[-1]):
-            cached = weight
-    for key in keys:
-        cache.remember(key)
+    ends = prompt.boundaries
+    turns = [prompt.sequence[start:end] for start, end in zip([0, *ends][:-1], ends, strict=True)]
+    weights = accumulate(
+        sum(IMAGE_TOKENS if token.startswith(IMAGE_MARK) else 1 for token in turn) for turn in turns
+    )
+    keys = prefix_keys("gemini", model, turns)
+    cached = cache.longest_seen(list(zip(keys, weights, strict=True)))
     return cached if cached >= CACHE_MIN_TOKENS else 0
 
 
@@ -400,10 +396,13 @@ def _function_call(
         return None
     allowed = calling.get("allowedFunctionNames") or []
     offered = [d for d in declarations if not allowed or d.get("name") in allowed] or declarations
-    chosen = next((d for d in offered if str(d.get("name")) in prompt.echo), offered[0])
-    schema = chosen.get("parameters") or chosen.get("parametersJsonSchema")
-    name = str(chosen.get("name"))
-    return {"name": name, "args": arguments_for(lower_types(schema), seed_of(model, name, seed))}
+    tools = [
+        ToolSpec(str(d.get("name")), d.get("parameters") or d.get("parametersJsonSchema") or {})
+        for d in offered
+    ]
+    (tool,) = tools_to_call(tools, mentioned_in=prompt.echo)
+    arguments = arguments_for(lower_types(tool.parameters), seed_of(model, tool.name, seed))
+    return {"name": tool.name, "args": arguments}
 
 
 def _logprobs(words: list[str], top: int, seed: int | None) -> dict[str, Any]:
@@ -452,7 +451,4 @@ def candidate_json(
 def embedding(model: str, text: str, dimensions: int | None) -> list[float]:
     """A unit vector that depends only on (model, text): equal texts embed equally."""
     size = dimensions or (3072 if "gemini-embedding" in model else 768)
-    rng = random.Random(seed_of("embedding", model, text))  # noqa: S311 - test data
-    values = [rng.gauss(0.0, 1.0) for _ in range(size)]
-    norm = math.sqrt(sum(v * v for v in values)) or 1.0
-    return [round(v / norm, 8) for v in values]
+    return [round(v, 8) for v in gaussian_vector(size, "embedding", model, text)]

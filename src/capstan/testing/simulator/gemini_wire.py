@@ -15,8 +15,7 @@ JSON bodies are pretty-printed with two spaces, as Google's are.
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import orjson
@@ -24,7 +23,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from capstan.testing.simulator.common import StreamCut, presented_credential, read_json, rejected
+from capstan.testing.simulator.common import (
+    paced_stream,
+    presented_credential,
+    read_json,
+    rejected,
+)
 from capstan.testing.simulator.gemini_replies import (
     Candidate,
     InvalidArgument,
@@ -35,7 +39,8 @@ from capstan.testing.simulator.gemini_replies import (
     generate,
     read_prompt,
 )
-from capstan.testing.simulator.state import SimulatorState
+from capstan.testing.simulator.ids import URL_SAFE, random_id
+from capstan.testing.simulator.state import InjectedFailure, SimulatorState
 
 JSON_TYPE = "application/json; charset=UTF-8"
 STATUS_NAMES = {
@@ -162,13 +167,14 @@ def _auth_error(request: Request) -> Response | None:
     return google_error(400, KEY_INVALID, [info, localized])
 
 
-def _fault(status: int, retry_after_s: float) -> Response:
+def _fault(failure: InjectedFailure) -> Response:
+    status = failure.status
     details = None
     if status == 429:
         details = [
             {
                 "@type": "type.googleapis.com/google.rpc.RetryInfo",
-                "retryDelay": f"{retry_after_s:g}s",
+                "retryDelay": f"{failure.retry_after_s:g}s",
             }
         ]
     message = FAULT_MESSAGES.get(status, f"Simulated failure with status {status}.")
@@ -207,9 +213,9 @@ class GeminiApi:
             )
         if not isinstance(body, dict):
             return google_error(400, "Invalid JSON payload received. Expected an object.")
-        status = await self.state.before_response(model)
-        if status is not None:
-            return _fault(status, self.state.faults_for(model).retry_after_s)
+        failure = await self.state.before_response(model)
+        if failure is not None:
+            return _fault(failure)
         try:
             return await handler(model, body, request)
         except InvalidArgument as exc:
@@ -225,21 +231,8 @@ class GeminiApi:
         reply = self._generate(model, body)
         chunks = _stream_chunks(reply, model, _response_id())
         sse = request.query_params.get("alt") == "sse"
-
-        async def frames() -> AsyncIterator[bytes]:
-            for index, chunk in enumerate(chunks):
-                if not await self.state.pace(model, index):
-                    raise StreamCut(f"stream cut after {index} chunks")
-                if sse:
-                    yield b"data: " + orjson.dumps(chunk) + b"\r\n\r\n"
-                else:
-                    head = b"[" if index == 0 else b",\r\n"
-                    yield head + orjson.dumps(chunk, option=orjson.OPT_INDENT_2) + b"\n"
-            if not sse:
-                yield b"]"
-
-        media_type = "text/event-stream" if sse else JSON_TYPE
-        return StreamingResponse(frames(), media_type=media_type)
+        frames = paced_stream(self.state, model, _stream_frames(chunks, sse=sse))
+        return StreamingResponse(frames, media_type="text/event-stream" if sse else JSON_TYPE)
 
     def _generate(self, model: str, body: dict[str, Any]) -> Reply:
         request = fields(body)
@@ -325,7 +318,7 @@ def _embed_one(model: str, item: dict[str, Any], where: str) -> list[float]:
 
 
 def _response_id() -> str:
-    return secrets.token_urlsafe(16)[:22]
+    return random_id(22, URL_SAFE)
 
 
 def _response(reply: Reply, model: str, response_id: str) -> dict[str, Any]:
@@ -362,6 +355,19 @@ def _stream_chunks(reply: Reply, model: str, response_id: str) -> list[dict[str,
             }
         )
     return chunks
+
+
+def _stream_frames(chunks: list[dict[str, Any]], *, sse: bool) -> Iterator[tuple[bool, bytes]]:
+    """`(paced, frame)` pairs: every chunk is paced; SSE events with `?alt=sse`, else the
+    elements of one JSON array."""
+    for index, chunk in enumerate(chunks):
+        if sse:
+            yield True, b"data: " + orjson.dumps(chunk) + b"\r\n\r\n"
+        else:
+            head = b"[" if index == 0 else b",\r\n"
+            yield True, head + orjson.dumps(chunk, option=orjson.OPT_INDENT_2) + b"\n"
+    if not sse:
+        yield False, b"]"
 
 
 def _has_entry(candidate: Candidate, k: int) -> bool:

@@ -14,12 +14,9 @@ prefix's tokens as `cached_tokens`.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
-
-import orjson
 
 from capstan.testing.simulator import text
 from capstan.testing.simulator.openai_errors import (
@@ -28,7 +25,8 @@ from capstan.testing.simulator.openai_errors import (
     invalid_value,
     missing,
 )
-from capstan.testing.simulator.state import PromptCache
+from capstan.testing.simulator.prompt_cache import PromptCache, prefix_keys
+from capstan.testing.simulator.tool_use import ToolSpec, tools_to_call
 
 ROLES = ("system", "assistant", "user", "function", "tool", "developer")
 PART_TYPES = ("text", "image_url", "input_audio", "refusal", "file")
@@ -68,12 +66,6 @@ EXPECTED = {
     "array": "an array",
     "object": "an object",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ToolSpec:
-    name: str
-    parameters: dict[str, Any]
 
 
 def validate_chat(body: dict[str, Any]) -> None:
@@ -335,11 +327,9 @@ def chosen_tools(body: dict[str, Any]) -> list[ToolSpec]:
     last_role = body["messages"][-1]["role"]
     if not tools or choice == "none" or last_role in ("tool", "function"):
         return []
-    if isinstance(choice, dict):
-        name = choice["function"]["name"]
-        return [tool for tool in tools if tool.name == name][:1]
+    named = choice["function"]["name"] if isinstance(choice, dict) else None
     parallel = body.get("parallel_tool_calls") is not False
-    return tools[:2] if parallel and len(tools) >= 2 else tools[:1]
+    return tools_to_call(tools, named=named, parallel=parallel)
 
 
 def _content_texts(content: Any) -> Iterable[str]:
@@ -383,17 +373,6 @@ def prompt_text(body: dict[str, Any]) -> str:
 def cached_tokens(model: str, messages: list[dict[str, Any]], cache: PromptCache) -> int:
     """Tokens of the longest remembered prefix of `messages` (the last message excluded), then
     remember every prefix of this request for the requests that follow."""
-    digest = hashlib.sha256(b"openai\x1f" + model.encode())
-    cached = 0
-    running = 0
-    keys: list[str] = []
-    for index, message in enumerate(messages):
-        digest.update(orjson.dumps(message, option=orjson.OPT_SORT_KEYS))
-        running += message_tokens(message)
-        key = digest.hexdigest()
-        keys.append(key)
-        if index < len(messages) - 1 and cache.seen(key):
-            cached = running
-    for key in keys:
-        cache.remember(key)
-    return cached
+    keys = prefix_keys("openai", model, messages)
+    running = accumulate(message_tokens(message) for message in messages)
+    return cache.longest_seen(list(zip(keys, running, strict=True)), lookups=len(messages) - 1)

@@ -12,16 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from capstan.testing.simulator import text
-from capstan.testing.simulator.common import StreamCut, sse
+from capstan.testing.simulator.common import paced_stream, sse
+from capstan.testing.simulator.ids import HEX, random_id
 from capstan.testing.simulator.openai_chat import (
     cached_tokens,
     chosen_tools,
@@ -106,7 +106,7 @@ def build_reply(body: dict[str, Any], model: str, state: SimulatorState) -> Repl
         },
     }
     return Reply(
-        id="chatcmpl-" + secrets.token_urlsafe(22).replace("-", "x").replace("_", "y"),
+        id="chatcmpl-" + random_id(30),
         created=int(time.time()),
         model=model,
         fingerprint="fp_" + hashlib.sha256(model.encode()).hexdigest()[:10],
@@ -149,7 +149,7 @@ def _tool_call(
 ) -> dict[str, Any]:
     arguments = text.arguments_for(parameters, text.seed_of(model, prompt, seed, name))
     return {
-        "id": "call_" + secrets.token_hex(12),
+        "id": "call_" + random_id(24, HEX),
         "type": "function",
         "function": {"name": name, "arguments": json.dumps(arguments)},
     }
@@ -261,10 +261,15 @@ def _deltas(choice: Choice) -> list[dict[str, Any]]:
     return deltas
 
 
-async def stream(reply: Reply, state: SimulatorState, include_usage: bool) -> AsyncIterator[bytes]:
+def stream(reply: Reply, state: SimulatorState, include_usage: bool) -> AsyncIterator[bytes]:
     """The chunks of `reply`, paced by the model's faults; cut dead (no `[DONE]`, no end of the
     chunked body) when the faults say so."""
-    sent = 0
+    return paced_stream(state, reply.model, _frames(reply, include_usage))
+
+
+def _frames(reply: Reply, include_usage: bool) -> Iterator[tuple[bool, bytes]]:
+    """The chunks as `(paced, frame)` pairs: each delta is paced, a text choice's role chunk goes
+    out with its first delta."""
     for choice in reply.choices:
         logprobs = (
             logprob_entries(text.split_words(choice.content or ""), reply.top_logprobs)
@@ -272,24 +277,20 @@ async def stream(reply: Reply, state: SimulatorState, include_usage: bool) -> As
             else None
         )
         for position, delta in enumerate(_deltas(choice)):
-            if not await state.pace(reply.model, sent):
-                raise StreamCut(f"stream cut after {sent} chunks")
-            sent += 1
+            frame = b""
             if position == 0 and not choice.tool_calls:
                 role = {"role": "assistant", "content": "", "refusal": None}
-                yield _chunk(reply, [_choice_chunk(choice.index, role, None)], include_usage)
+                frame = _chunk(reply, [_choice_chunk(choice.index, role, None)], include_usage)
             piece_logprobs = (
                 {"content": [logprobs[position]], "refusal": None} if logprobs else None
             )
-            yield _chunk(reply, [_choice_chunk(choice.index, delta, piece_logprobs)], include_usage)
-        yield _chunk(
-            reply,
-            [_choice_chunk(choice.index, {}, None, choice.finish_reason)],
-            include_usage,
-        )
+            delta_chunk = _choice_chunk(choice.index, delta, piece_logprobs)
+            yield True, frame + _chunk(reply, [delta_chunk], include_usage)
+        finish = _choice_chunk(choice.index, {}, None, choice.finish_reason)
+        yield False, _chunk(reply, [finish], include_usage)
     if include_usage:
-        yield _chunk(reply, [], include_usage, reply.usage)
-    yield sse("[DONE]")
+        yield False, _chunk(reply, [], include_usage, reply.usage)
+    yield False, sse("[DONE]")
 
 
 def _choice_chunk(

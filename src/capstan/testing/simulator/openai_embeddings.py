@@ -10,14 +10,13 @@ text-embedding-3 models do.
 from __future__ import annotations
 
 import base64
-import math
-import random
 import struct
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
 from capstan.testing.simulator import text
+from capstan.testing.simulator.embeddings import gaussian_vector
 from capstan.testing.simulator.openai_errors import OpenAIError, invalid_type, missing
 from capstan.testing.simulator.state import SimulatorState
 
@@ -97,13 +96,11 @@ def input_tokens(body: dict[str, Any]) -> list[int]:
 
 
 def vector(item: str | list[int], dimensions: int, size: int) -> list[float]:
-    """A unit vector of `dimensions` floats (float32 values) seeded by the text alone."""
+    """A unit vector of `dimensions` floats (float32 values) seeded by the text alone: the
+    first `dimensions` of the model's full `size`, renormalised."""
     key = item if isinstance(item, str) else " ".join(map(str, item))
-    rng = random.Random(text.seed_of("embedding", key, size))  # noqa: S311 - test data
-    values = [rng.gauss(0.0, 1.0) for _ in range(size)][:dimensions]
-    norm = math.sqrt(sum(v * v for v in values)) or 1.0
-    packed = struct.pack(f"<{dimensions}f", *(v / norm for v in values))
-    return list(struct.unpack(f"<{dimensions}f", packed))
+    values = gaussian_vector(dimensions, "embedding", key, size)
+    return list(struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *values)))
 
 
 async def respond(

@@ -8,12 +8,12 @@ client uses to pace itself.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from starlette.responses import JSONResponse
 
-from capstan.testing.simulator.state import Faults
+from capstan.testing.simulator.ids import HEX, random_id
+from capstan.testing.simulator.state import InjectedFailure
 
 REQUEST_LIMIT = 10_000
 TOKEN_LIMIT = 30_000_000
@@ -58,7 +58,7 @@ class OpenAIError(Exception):
 def response_headers() -> dict[str, str]:
     """The headers OpenAI puts on every answer (rate-limit state as if the quota were ample)."""
     return {
-        "x-request-id": "req_" + secrets.token_hex(16),
+        "x-request-id": "req_" + random_id(32, HEX),
         "openai-version": "2020-10-01",
         "openai-processing-ms": "1",
         "x-ratelimit-limit-requests": str(REQUEST_LIMIT),
@@ -79,8 +79,9 @@ def duration(seconds: float) -> str:
     return f"{int(minutes)}m{rest_text}" if minutes else rest_text
 
 
-def fault_error(status: int, faults: Faults) -> OpenAIError:
-    """The error OpenAI returns with `status`, for a fault the simulator was told to inject."""
+def fault_error(failure: InjectedFailure) -> OpenAIError:
+    """The error OpenAI returns with the failure's status, for an injected fault."""
+    status = failure.status
     if status == 429:
         return OpenAIError(
             429,
@@ -88,9 +89,9 @@ def fault_error(status: int, faults: Faults) -> OpenAIError:
             type="requests",
             code="rate_limit_exceeded",
             headers={
-                "retry-after": f"{faults.retry_after_s:g}",
+                "retry-after": f"{failure.retry_after_s:g}",
                 "x-ratelimit-remaining-requests": "0",
-                "x-ratelimit-reset-requests": duration(faults.retry_after_s),
+                "x-ratelimit-reset-requests": duration(failure.retry_after_s),
             },
         )
     if status == 503:

@@ -113,9 +113,9 @@ async def _admit(
         tokens = operation.prompt_tokens(body)
         if tokens > window:
             raise context_length_exceeded(window, tokens)
-    status = await state.before_response(model)
-    if status is not None:
-        raise fault_error(status, state.faults_for(model))
+    failure = await state.before_response(model)
+    if failure is not None:
+        raise fault_error(failure)
     return model
 
 
@@ -167,9 +167,9 @@ def _retrieve_model(state: SimulatorState) -> Endpoint:
                 raise invalid_api_key(credential)
             if model not in MODELS:
                 raise model_not_found(model)
-            status = await state.before_response(model)
-            if status is not None:
-                raise fault_error(status, state.faults_for(model))
+            failure = await state.before_response(model)
+            if failure is not None:
+                raise fault_error(failure)
         except OpenAIError as error:
             return error.response(headers)
         return JSONResponse(_model_object(model), headers=headers)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+
+from capstan.testing.simulator.prompt_cache import PromptCache
 
 ANY_MODEL = "*"
 HANG_POLL_S = 0.05
@@ -38,36 +40,19 @@ class Faults:
         return asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class InjectedFailure:
+    """A call the faults say must fail: with this HTTP status, and (for a 429) this wait."""
+
+    status: int
+    retry_after_s: float
+
+
 @dataclass
 class ReceivedRequest:
     path: str
     headers: dict[str, str]
     body: Any
-
-
-class PromptCache:
-    """The prompt prefixes a vendor would hold in its prompt cache, so that the simulator can
-    report cached tokens when a later request repeats one. Keys are digests chosen by the vendor
-    module; the oldest are forgotten first, as a real cache evicts."""
-
-    def __init__(self, capacity: int = 10_000) -> None:
-        self.capacity = capacity
-        self._keys: OrderedDict[str, None] = OrderedDict()
-
-    def seen(self, key: str) -> bool:
-        if key in self._keys:
-            self._keys.move_to_end(key)
-            return True
-        return False
-
-    def remember(self, key: str) -> None:
-        self._keys[key] = None
-        self._keys.move_to_end(key)
-        while len(self._keys) > self.capacity:
-            self._keys.popitem(last=False)
-
-    def clear(self) -> None:
-        self._keys.clear()
 
 
 @dataclass
@@ -96,9 +81,9 @@ class SimulatorState:
     def record(self, path: str, headers: dict[str, str], body: Any) -> None:
         self.received.append(ReceivedRequest(path, headers, body))
 
-    async def before_response(self, model: str) -> int | None:
-        """Apply latency, hangs, 429 bursts and random errors. Returns an HTTP status to fail
-        with, or None to answer normally."""
+    async def before_response(self, model: str) -> InjectedFailure | None:
+        """Apply latency, hangs, 429 bursts and random errors: the failure to answer with, or
+        None to answer normally."""
         faults = self.faults_for(model)
         while faults.hang:  # until the fault is lifted, so that clearing faults frees the server
             await asyncio.sleep(HANG_POLL_S)
@@ -108,9 +93,9 @@ class SimulatorState:
         if faults.burst_429 > 0:
             key = model if model in self.faults else ANY_MODEL
             self.faults[key] = replace(faults, burst_429=faults.burst_429 - 1)
-            return 429
+            return InjectedFailure(429, faults.retry_after_s)
         if faults.error_rate and self._rng.random() < faults.error_rate:
-            return faults.error_status
+            return InjectedFailure(faults.error_status, faults.retry_after_s)
         return None
 
     async def pace(self, model: str, index: int) -> bool:
