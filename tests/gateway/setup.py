@@ -83,6 +83,7 @@ class GatewayUnderTest:
     url: str
     key: str
     simulator: str
+    settings: Settings
 
     def admin(self) -> httpx.Client:
         return httpx.Client(
@@ -103,7 +104,7 @@ def start_gateway(tmp: Path) -> Iterator[GatewayUnderTest]:
     services.close()
     assert admin_key is not None
     server: RunningServer = start_server(settings)
-    gateway = GatewayUnderTest(server.url, admin_key.plaintext, simulator.url)
+    gateway = GatewayUnderTest(server.url, admin_key.plaintext, simulator.url, settings)
     try:
         with gateway.admin() as client:
             response = client.post(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
+from dataclasses import replace
 
 import httpx
 import openai
@@ -15,6 +17,7 @@ from tests.gateway.setup import (
     GatewayUnderTest,
 )
 from tests.openai_spec import WireRecorder, validate_openai, validate_openai_exchange
+from tests.servers import start_server
 
 OPENAI = DEPLOYMENTS["openai"]
 
@@ -228,3 +231,44 @@ def test_a_new_alias_is_served_on_the_next_request(gateway: GatewayUnderTest) ->
     response = chat(gateway, hello("brand-new"))
     assert response.status_code == 200
     assert response.headers["x-capstan-deployment"] == DEPLOYMENTS["gemini"]
+
+
+def test_unknown_and_passthrough_fields_reach_an_openai_compatible_upstream(
+    gateway: GatewayUnderTest,
+) -> None:
+    extras = {
+        "user": "ana",
+        "metadata": {"ticket": "T-1"},
+        "seed": 7,
+        "vendor_knob": {"depth": 3},
+    }
+    response = chat(gateway, {**hello(), **extras})
+    assert response.status_code == 200
+    received = httpx.get(f"{gateway.simulator}/_sim/requests", timeout=5).json()[-1]["body"]
+    assert {name: received.get(name) for name in extras} == extras
+    assert received["model"] == "gpt-4o-mini"
+
+
+def test_a_change_made_on_one_replica_is_served_by_another_within_one_second(
+    gateway: GatewayUnderTest,
+) -> None:
+    other = start_server(gateway.settings)
+    try:
+        assert chat(gateway, hello("late-alias")).status_code == 404
+        with gateway.admin() as admin:
+            created = admin.post(
+                "/api/v1/aliases",
+                json={"name": "late-alias", "targets": [{"deployment": DEPLOYMENTS["cohere"]}]},
+            )
+            assert created.status_code == 201, created.text
+        changed = time.monotonic()
+        while True:
+            response = chat(replace(gateway, url=other.url), hello("late-alias"))
+            if response.status_code == 200 or time.monotonic() - changed > 3:
+                break
+            time.sleep(0.02)
+        elapsed = time.monotonic() - changed
+    finally:
+        other.stop()
+    assert response.status_code == 200
+    assert elapsed < 1.0

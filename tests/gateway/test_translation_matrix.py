@@ -1,9 +1,11 @@
 """The translation matrix: {OpenAI SDK, Anthropic SDK} x {every upstream wire format} x
-{plain, streaming, tool call}. Content, tool arguments, stop reason and usage must survive the
-round trip; every OpenAI-dialect response and chunk must match OpenAI's published schema."""
+{plain, streaming, tool call}, plus async streamed tool calls. Content, tool arguments, stop
+reason and usage must survive the round trip; every OpenAI-dialect response and chunk must match
+OpenAI's published schema."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -11,7 +13,7 @@ import anthropic
 import openai
 import pytest
 
-from tests.gateway.setup import DEPLOYMENTS
+from tests.gateway.setup import DEPLOYMENTS, GatewayUnderTest
 from tests.openai_spec import WireRecorder, validate_openai_exchange
 
 KINDS = list(DEPLOYMENTS)
@@ -150,3 +152,62 @@ def test_anthropic_request_tool_call(kind: str, anthropic_client: anthropic.Anth
     assert isinstance(uses[0].input, dict)
     assert isinstance(uses[0].input["city"], str)
     assert message.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_async_openai_client_streams_a_tool_call_from_every_upstream(
+    kind: str, gateway: GatewayUnderTest
+) -> None:
+    async def call() -> tuple[str, str, str | None]:
+        async with openai.AsyncOpenAI(
+            base_url=gateway.url + "/v1", api_key=gateway.key, max_retries=0
+        ) as client:
+            stream = await client.chat.completions.create(
+                model=DEPLOYMENTS[kind],
+                messages=user(),
+                tools=[WEATHER_TOOL],  # type: ignore[list-item]
+                tool_choice="required",
+                stream=True,
+            )
+            name, arguments, finish = "", "", None
+            async for chunk in stream:
+                for choice in chunk.choices:
+                    for call in choice.delta.tool_calls or []:
+                        if call.index == 0 and call.function is not None:
+                            name += call.function.name or ""
+                            arguments += call.function.arguments or ""
+                    finish = choice.finish_reason or finish
+            return name, arguments, finish
+
+    name, arguments, finish = asyncio.run(call())
+    assert name == "get_weather"
+    assert isinstance(json.loads(arguments)["city"], str)
+    assert finish == "tool_calls"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_async_anthropic_client_streams_a_tool_use_from_every_upstream(
+    kind: str, gateway: GatewayUnderTest
+) -> None:
+    async def call() -> anthropic.types.Message:
+        async with (
+            anthropic.AsyncAnthropic(
+                base_url=gateway.url, api_key=gateway.key, max_retries=0
+            ) as client,
+            client.messages.stream(
+                model=DEPLOYMENTS[kind],
+                max_tokens=200,
+                messages=user(),
+                tools=[ANTHROPIC_TOOL],  # type: ignore[list-item]
+                tool_choice={"type": "any"},
+            ) as stream,
+        ):
+            return await stream.get_final_message()
+
+    message = asyncio.run(call())
+    assert message.stop_reason == "tool_use"
+    uses = [block for block in message.content if block.type == "tool_use"]
+    assert uses
+    assert uses[0].name == "get_weather"
+    assert isinstance(uses[0].input, dict)
+    assert isinstance(uses[0].input["city"], str)
