@@ -13,7 +13,7 @@ from capstan.api import health
 from capstan.api.auth import LOCAL_PRINCIPAL, current_principal
 from capstan.api.problems import install_problem_handlers
 from capstan.config import Settings, load_settings
-from capstan.gateway import anthropic_api, openai_api
+from capstan.gateway import anthropic_api, models_api, openai_api
 from capstan.gateway.config import api as gateway_config_api
 from capstan.gateway.runtime import Gateway
 from capstan.governance.audit import api as audit_api
@@ -85,7 +85,7 @@ def build_app(
     app.include_router(api)
     app.include_router(health.router)
     if data_plane:
-        app.router.routes.extend([*openai_api.routes, *anthropic_api.routes])
+        app.router.routes.extend([*openai_api.routes, *anthropic_api.routes, *models_api.routes])
     return app
 
 

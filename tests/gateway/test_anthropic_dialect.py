@@ -147,3 +147,16 @@ def test_a_stream_cut_after_its_first_bytes_ends_with_an_error_event(
     assert response.status_code == 200
     assert "event: content_block_delta" in body
     assert body.rstrip().splitlines()[-2] == "event: error"
+
+
+def test_the_anthropic_sdk_lists_and_retrieves_models_in_its_own_shape(
+    anthropic_client: anthropic.Anthropic,
+) -> None:
+    ids = [model.id for model in anthropic_client.models.list()]
+    assert CLAUDE in ids
+    assert "chat-default" in ids
+    model = anthropic_client.models.retrieve("chat-default")
+    assert model.type == "model"
+    assert model.display_name == "chat-default"
+    with pytest.raises(anthropic.NotFoundError):
+        anthropic_client.models.retrieve("nope")

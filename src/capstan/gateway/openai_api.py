@@ -1,4 +1,4 @@
-"""The OpenAI dialect: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models[/{id}]`.
+"""The OpenAI dialect: `/v1/chat/completions` and `/v1/embeddings`.
 
 Plain Starlette endpoints (no pydantic model of the body on the hot path). Every response
 carries `x-capstan-request-id`, and every served call `x-capstan-deployment` and
@@ -18,16 +18,14 @@ from starlette.routing import Route
 
 from capstan.gateway import validation
 from capstan.gateway.attempts import first_answer, first_stream
-from capstan.gateway.config.snapshot import Alias, Deployment
+from capstan.gateway.config.snapshot import Deployment
 from capstan.gateway.edge import (
     Admitted,
     Endpoint,
     Handler,
     admit,
-    authenticate,
     dialect_endpoint,
     event_stream,
-    gateway_of,
     json_response,
     served_headers,
 )
@@ -89,37 +87,7 @@ async def embeddings(request: Request, request_id: str) -> Response:
     return json_response(result, headers=served_headers(request_id, served))
 
 
-def _model_entry(name: str, owner: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": 0, "owned_by": owner}
-
-
-async def list_models(request: Request, request_id: str) -> Response:
-    gateway = gateway_of(request)
-    await authenticate(gateway.services, request)
-    table = await gateway.routing_table()
-    data = [_model_entry(name, "capstan") for name in sorted(table.aliases)]
-    data += [_model_entry(name, d.provider) for name, d in sorted(table.deployments.items())]
-    return json_response(
-        {"object": "list", "data": data}, headers={"x-capstan-request-id": request_id}
-    )
-
-
-async def get_model(request: Request, request_id: str) -> Response:
-    gateway = gateway_of(request)
-    await authenticate(gateway.services, request)
-    name = request.path_params["model"]
-    found = (await gateway.routing_table()).resolve(name)
-    if found is None:
-        raise GatewayError(
-            404, f"the model `{name}` does not exist", param="model", code="model_not_found"
-        )
-    owner = "capstan" if isinstance(found, Alias) else found.provider
-    return json_response(_model_entry(name, owner), headers={"x-capstan-request-id": request_id})
-
-
 routes = [
     Route("/v1/chat/completions", openai_endpoint(chat_completions), methods=["POST"]),
     Route("/v1/embeddings", openai_endpoint(embeddings), methods=["POST"]),
-    Route("/v1/models", openai_endpoint(list_models), methods=["GET"]),
-    Route("/v1/models/{model:path}", openai_endpoint(get_model), methods=["GET"]),
 ]
