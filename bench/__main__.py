@@ -1,22 +1,40 @@
-"""`python -m bench [NAME ...]`: run the named benchmarks (all by default) and print a table."""
+"""`python -m bench [NAME ...] [--servers]`: run the named benchmarks (all by default) and print
+a table. `python -m bench peers [NAME ...]` installs the peers' venvs under `.bench/`."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
-from bench import core, gateway
 
-SUITES = {"core": core.run, "gateway": gateway.run}
+def _core(flags: list[str]) -> None:
+    from bench import core
+
+    core.run()
+
+
+def _gateway(flags: list[str]) -> None:
+    from bench import gateway  # runs Capstan as a subprocess: no import of the app here
+
+    gateway.run(flags)
+
+
+SUITES: dict[str, Callable[[list[str]], None]] = {"core": _core, "gateway": _gateway}
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(SUITES)
+    if argv[:1] == ["peers"]:
+        from bench import peers
+
+        return peers.main(argv[1:])
+    flags = [arg for arg in argv if arg.startswith("--")]
+    names = [arg for arg in argv if not arg.startswith("--")] or list(SUITES)
     unknown = [name for name in names if name not in SUITES]
     if unknown:
-        print(f"error: unknown benchmark {', '.join(unknown)}; known: {', '.join(SUITES)}")
+        print(f"error: unknown benchmark {', '.join(unknown)}; known: {', '.join(SUITES)}, peers")
         return 2
     for name in names:
-        SUITES[name]()
+        SUITES[name](flags)
     return 0
 
 

@@ -347,15 +347,19 @@ def test_the_cli_creates_lists_shows_and_deletes(cli: Cli, capstan: Capstan) -> 
     steps = [
         ("providers", "create", "local", "--kind", "ollama"),
         ("deployments", "create", "llama@local", "--provider", "local", "--model", "llama3.2",
-         "--timeout", "20", "--max-concurrency", "4", "-o", "num_ctx=8192"),
-        ("aliases", "create", "chat", "--target", "llama@local:3", "--strategy", "priority"),
+         "--timeout", "20", "--max-concurrency", "4", "-o", "num_ctx=8192",
+         "--max-retries", "0", "--stream-idle-timeout", "5"),
+        ("aliases", "create", "chat", "--target", "llama@local:3", "--strategy", "priority",
+         "--fallback-on-content-policy"),
     ]  # fmt: skip
     for argv in steps:
         assert cli(*argv)[0] == 0
     [alias] = cli.json("aliases", "list")
     assert alias["targets"] == [{"deployment": "llama@local", "weight": 3, "priority": 0}]
+    assert alias["fallback_on_content_policy"] is True
     shown = cli.json("deployments", "show", "llama@local")
     assert (shown["timeout_s"], shown["options"]) == (20.0, {"num_ctx": "8192"})
+    assert (shown["max_retries"], shown["stream_idle_timeout_s"]) == (0, 5.0)
     code, _, err = cli("deployments", "delete", "llama@local")
     assert (code, err.strip()) == (
         1,

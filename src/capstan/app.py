@@ -13,7 +13,8 @@ from capstan.api import health
 from capstan.api.auth import LOCAL_PRINCIPAL, current_principal
 from capstan.api.problems import install_problem_handlers
 from capstan.config import Settings, load_settings
-from capstan.gateway import anthropic_api, models_api, openai_api
+from capstan.events import api as events_api
+from capstan.gateway import anthropic_api, metrics, models_api, openai_api
 from capstan.gateway.config import api as gateway_config_api
 from capstan.gateway.runtime import Gateway
 from capstan.governance.audit import api as audit_api
@@ -82,10 +83,13 @@ def build_app(
     api.include_router(audit_api.router)
     api.include_router(secrets_api.router)
     api.include_router(gateway_config_api.router)
+    api.include_router(events_api.router)
     app.include_router(api)
     app.include_router(health.router)
     if data_plane:
-        app.router.routes.extend([*openai_api.routes, *anthropic_api.routes, *models_api.routes])
+        app.router.routes.extend(
+            [*openai_api.routes, *anthropic_api.routes, *models_api.routes, *metrics.routes]
+        )
     return app
 
 

@@ -84,6 +84,35 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Largest request body the gateway accepts."
     )
+    stream_idle_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Silence after which a stream counts as stalled."
+    )
+    retry_backoff_s: float = Field(
+        default=0.25, ge=0, le=60, description="First retry's backoff ceiling (full jitter)."
+    )
+    retry_backoff_max_s: float = Field(default=8.0, ge=0, le=600, description="Backoff cap.")
+    breaker_failures: int = Field(
+        default=5, ge=1, le=10_000, description="Consecutive failures that open a breaker."
+    )
+    breaker_error_ratio: float = Field(
+        default=0.5, gt=0, le=1, description="Failure share in the window that opens a breaker."
+    )
+    breaker_min_calls: int = Field(
+        default=20, ge=1, description="Calls in the window before the ratio counts."
+    )
+    breaker_window_s: float = Field(default=30.0, gt=0, le=3600)
+    breaker_cooldown_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Open time before a half-open probe."
+    )
+    queue_factor: float = Field(
+        default=1.0, ge=0, le=100, description="Waiting calls per concurrency slot, then 429."
+    )
+    metrics_public: bool = Field(
+        default=False, description="Serve /metrics without a key (e.g. on a private network)."
+    )
+    drain_timeout_s: float = Field(
+        default=30.0, ge=0, le=3600, description="On SIGTERM, how long in-flight requests get."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -8,9 +8,11 @@ by `clean_simulator`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -91,13 +93,21 @@ class GatewayUnderTest:
         )
 
 
-def start_gateway(tmp: Path) -> Iterator[GatewayUnderTest]:
-    """Simulator + Capstan on SQLite, configured with `config_document` through the API."""
+def start_gateway(
+    tmp: Path,
+    document: Callable[[str], str] = config_document,
+    **settings_overrides: Any,
+) -> Iterator[GatewayUnderTest]:
+    """Simulator + Capstan on SQLite, configured with `document(simulator_url)` through the
+    API, with `settings_overrides` on top of the test settings."""
     saved = {name: os.environ.get(name) for name in AWS_ENV}
     os.environ.update(AWS_ENV)
     simulator = start_asgi(build_simulator())
     settings = Settings(
-        home=tmp / "home", database_url=f"sqlite:///{tmp}/capstan.db", master_key=MASTER_KEY
+        home=tmp / "home",
+        database_url=f"sqlite:///{tmp}/capstan.db",
+        master_key=MASTER_KEY,
+        **settings_overrides,
     )
     services = Services.build(settings)
     admin_key = initialize(services).admin_key
@@ -108,7 +118,7 @@ def start_gateway(tmp: Path) -> Iterator[GatewayUnderTest]:
     try:
         with gateway.admin() as client:
             response = client.post(
-                "/api/v1/config/apply", json={"document": config_document(simulator.url)}
+                "/api/v1/config/apply", json={"document": document(simulator.url)}
             )
             assert response.status_code == 200, response.text
         yield gateway
@@ -124,3 +134,16 @@ def start_gateway(tmp: Path) -> Iterator[GatewayUnderTest]:
 
 def clean_simulator(gateway: GatewayUnderTest) -> None:
     httpx.delete(f"{gateway.simulator}/_sim/faults", timeout=5)
+
+
+def request_event(http: httpx.Client, request_id: str, timeout_s: float = 10.0) -> dict[str, Any]:
+    """The stored request event (the pipeline lands events within a fraction of a second)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = http.get(f"/api/v1/requests/{request_id}")
+        if response.status_code == 200:
+            found: dict[str, Any] = response.json()
+            return found
+        assert response.status_code == 404, response.text
+        assert time.monotonic() < deadline, f"no event for {request_id}"
+        time.sleep(0.05)

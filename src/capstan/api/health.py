@@ -29,6 +29,14 @@ def readyz(request: Request) -> JSONResponse:
     except Exception as exc:  # report, never raise: this endpoint exists to say what is wrong
         checks["database"] = f"unavailable: {type(exc).__name__}"
     ready = checks.get("database") == "ok" and checks.get("migrations") == "current"
+    gateway = getattr(request.app.state, "gateway", None)
+    if gateway is not None and gateway.started:
+        # Waiting events are not a reason to be unready (they land when the database is
+        # back); dropped ones are a loss, reported here and on /metrics.
+        checks["events"] = {
+            "waiting": gateway.events.waiting,
+            "dropped": gateway.events.dropped,
+        }
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks},
         status_code=200 if ready else 503,

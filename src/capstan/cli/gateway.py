@@ -153,6 +153,12 @@ def deployment_create(
     model: Annotated[str, typer.Option(help="The model id the provider expects.")],
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the upstream.")] = 60.0,
     max_concurrency: Annotated[int | None, typer.Option(help="In-flight requests cap.")] = None,
+    max_retries: Annotated[
+        int, typer.Option(help="Retries of a 429, 5xx, timeout or lost connection.", min=0)
+    ] = 2,
+    stream_idle_timeout: Annotated[
+        float | None, typer.Option(help="Seconds of silence that stall a stream.")
+    ] = None,
     option: OptionPairs = None,
     json: JsonFlag = False,
 ) -> None:
@@ -163,6 +169,8 @@ def deployment_create(
         "model": model,
         "timeout_s": timeout,
         "max_concurrency": max_concurrency,
+        "max_retries": max_retries,
+        "stream_idle_timeout_s": stream_idle_timeout,
         "options": _options(option),
     }
     create("/deployments", body, json, "deployment")
@@ -172,7 +180,7 @@ _list_show_delete(
     deployments,
     "deployment",
     "deployments",
-    ["name", "provider", "model", "timeout_s", "max_concurrency"],
+    ["name", "provider", "model", "timeout_s", "max_concurrency", "max_retries"],
     list_help="List deployments.",
     delete_help="Delete a deployment no alias uses.",
 )
@@ -202,6 +210,9 @@ def alias_create(
     fallback: Annotated[
         list[str] | None, typer.Option(help="Alias or deployment tried next (repeatable).")
     ] = None,
+    fallback_on_content_policy: Annotated[
+        bool, typer.Option(help="Also fall back when a vendor refuses on content policy.")
+    ] = False,
     json: JsonFlag = False,
 ) -> None:
     """Create an alias."""
@@ -210,6 +221,7 @@ def alias_create(
         "strategy": strategy,
         "targets": [_target(t) for t in target],
         "fallbacks": fallback or [],
+        "fallback_on_content_policy": fallback_on_content_policy,
     }
     create("/aliases", body, json, "alias")
 

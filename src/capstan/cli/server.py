@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated
@@ -88,6 +89,11 @@ def _run_server(settings: Settings) -> None:
         log_level=settings.log_level,
         access_log=False,
         proxy_headers=False,
+        # SIGTERM: stop accepting, let in-flight requests finish for this long, then the
+        # lifespan shutdown flushes the request events (what cannot land stays spooled).
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
+        loop="uvloop",
+        http="httptools",
     )
 
 

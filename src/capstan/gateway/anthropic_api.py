@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from capstan.gateway import validation
-from capstan.gateway.attempts import close_stream, first_answer, first_stream
+from capstan.gateway.attempts import close_stream
 from capstan.gateway.config.snapshot import Deployment
 from capstan.gateway.dialects.anthropic import (
     AnthropicStreamTranslator,
@@ -36,6 +36,7 @@ from capstan.gateway.edge import (
 )
 from capstan.gateway.errors import GatewayError
 from capstan.gateway.providers import anthropic as anthropic_wire
+from capstan.gateway.recording import CallRecord
 from capstan.gateway.runtime import Gateway
 
 Event = tuple[str, dict[str, Any]]
@@ -44,8 +45,8 @@ NATIVE_KIND = "anthropic"
 CHARS_PER_TOKEN = 4
 
 
-def anthropic_endpoint(handler: Handler) -> Endpoint:
-    return dialect_endpoint(handler, GatewayError.anthropic_body)
+def anthropic_endpoint(route: str, handler: Handler) -> Endpoint:
+    return dialect_endpoint(route, handler, GatewayError.anthropic_body)
 
 
 def _stop(body: dict[str, Any]) -> list[str] | None:
@@ -53,8 +54,8 @@ def _stop(body: dict[str, Any]) -> list[str] | None:
     return list(stop) if isinstance(stop, list) else None
 
 
-async def create_message(request: Request, request_id: str) -> Response:
-    admitted = await admit(request, validation.messages_request)
+async def create_message(request: Request, record: CallRecord) -> Response:
+    admitted = await admit(request, record, validation.messages_request)
     gateway, body, model = admitted.gateway, admitted.body, admitted.model
     beta = request.headers.get("anthropic-beta")
     # Translated once, and only when some candidate is not an Anthropic upstream.
@@ -62,7 +63,7 @@ async def create_message(request: Request, request_id: str) -> Response:
     if any(d.kind != NATIVE_KIND for d in admitted.targets):
         translated = to_openai_request(body)
     if body.get("stream"):
-        return await _stream(admitted, translated, beta, request_id)
+        return await _stream(admitted, translated, beta, record)
 
     async def call(deployment: Deployment) -> dict[str, Any]:
         if deployment.kind == NATIVE_KIND:
@@ -72,14 +73,31 @@ async def create_message(request: Request, request_id: str) -> Response:
         completion = await provider.chat(gateway.http, deployment.upstream, translated)
         return to_anthropic_message(completion, model, _stop(body))
 
-    message, served = await first_answer(admitted.targets, call, gateway.latency)
-    return json_response(message, headers=served_headers(request_id, served))
+    message, served = await admitted.attempts.answer(call)
+    record.anthropic_usage(message.get("usage"))
+    if record.keeps_payloads:
+        record.response_body = message
+    return json_response(message, headers=served_headers(record, served))
 
 
 async def _stream(
-    admitted: Admitted, translated: dict[str, Any] | None, beta: str | None, request_id: str
+    admitted: Admitted, translated: dict[str, Any] | None, beta: str | None, record: CallRecord
 ) -> Response:
     gateway, body = admitted.gateway, admitted.body
+    text: list[str] | None = [] if record.keeps_payloads else None
+
+    def encode(event: Event) -> bytes:
+        name, data = event
+        if name == "message_start":
+            record.anthropic_usage((data.get("message") or {}).get("usage"))
+        elif name == "message_delta":
+            record.anthropic_usage(data.get("usage"))
+        elif text is not None and name == "content_block_delta":
+            delta = data.get("delta") or {}
+            if isinstance(delta.get("text"), str):
+                text.append(delta["text"])
+                record.response_body = {"text": "".join(text)}
+        return sse_bytes(name, data)
 
     def open_stream(deployment: Deployment) -> AsyncIterator[Event]:
         if deployment.kind == NATIVE_KIND:
@@ -87,14 +105,17 @@ async def _stream(
         assert translated is not None
         return _translated_stream(gateway, deployment, translated, admitted.model, _stop(body))
 
-    first, rest, served = await first_stream(admitted.targets, open_stream, gateway.latency)
+    first, rest, served = await admitted.attempts.stream(open_stream)
     return event_stream(
+        gateway,
         first,
         rest,
-        encode=lambda event: sse_bytes(*event),
+        record,
+        encode=encode,
         error_event=lambda error: sse_bytes("error", error.anthropic_body()),
         end=b"",
-        headers=served_headers(request_id, served),
+        headers=served_headers(record, served),
+        is_last=lambda event: event[0] == "message_stop",
     )
 
 
@@ -118,14 +139,16 @@ async def _translated_stream(
         yield event
 
 
-async def count_tokens(request: Request, request_id: str) -> Response:
+async def count_tokens(request: Request, record: CallRecord) -> Response:
     """Anthropic upstreams count exactly; for others the count is an estimate (characters / 4),
     said so in `x-capstan-estimated: true`."""
-    admitted = await admit(request, validation.count_tokens_request)
+    admitted = await admit(request, record, validation.count_tokens_request)
     gateway, body, targets = admitted.gateway, admitted.body, admitted.targets
-    headers = {"x-capstan-request-id": request_id}
+    headers = {"x-capstan-request-id": str(record.id)}
     native = next((d for d in targets if d.kind == NATIVE_KIND), None)
     if native is not None:
+        record.deployment, record.provider = native.name, native.provider
+        record.upstream_model, record.attempts = native.model, 1
         counted = await anthropic_wire.count_tokens(
             gateway.http, native.upstream, body, request.headers.get("anthropic-beta")
         )
@@ -148,6 +171,10 @@ def _texts(content: Any) -> list[str]:
 
 
 routes = [
-    Route("/v1/messages", anthropic_endpoint(create_message), methods=["POST"]),
-    Route("/v1/messages/count_tokens", anthropic_endpoint(count_tokens), methods=["POST"]),
+    Route("/v1/messages", anthropic_endpoint("messages", create_message), methods=["POST"]),
+    Route(
+        "/v1/messages/count_tokens",
+        anthropic_endpoint("messages.count_tokens", count_tokens),
+        methods=["POST"],
+    ),
 ]

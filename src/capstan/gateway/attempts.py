@@ -1,39 +1,47 @@
-"""Trying a request's candidate deployments in order until one answers.
+"""Running one request's attempts over its candidate deployments, inside one deadline.
 
-A failure that another deployment might not have (rate limits, overload, 5xx, timeouts, a
-connection error, our credentials or model name being wrong at one vendor) moves on to the next
-candidate; a failure of the request itself (bad input, context too long, content policy, a
-feature the wire format cannot express) is returned at once. A stream counts as answered once its
-first item arrived: after that nothing is retried, because the client may already have bytes.
+Attempts go in rounds. Each round tries, in routing order, every candidate still in play whose
+breaker lets a call through and whose `Retry-After` has passed; the first answer wins. A
+transient failure (429, 5xx, timeout, lost connection) keeps its deployment in play for a later
+round, up to its `max_retries`; so a failing primary hands over to the next target or the
+alias's fallbacks at once, and is retried after an exponential backoff with full jitter only
+when nobody else answered. Between rounds the wait is the backoff or the soonest `Retry-After`,
+whichever is longer; a wait that would pass the deadline ends the request with the last
+failure (so a 429 keeps its `Retry-After` for the client). One deadline bounds everything:
+`x-capstan-timeout`, or else the first candidate's timeout.
+
+A stream counts as answered once its first item arrived: after that nothing is retried,
+because the client may already have bytes; a stream that goes silent for the idle timeout
+before or after that point is a stalled stream, i.e. a timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from capstan.gateway.config.snapshot import Deployment
 from capstan.gateway.config.specs import SECRET_OPTIONS
+from capstan.gateway.errors import GatewayError
+from capstan.gateway.limits import ConcurrencyLimit, Saturated
 from capstan.gateway.providers.base import FailureKind, UpstreamError
-from capstan.gateway.routing import LatencyTracker
+from capstan.gateway.retry_policy import (
+    UNHEALTHY,
+    Next,
+    after_failure,
+    backoff,
+    fits_after_overflow,
+)
+
+if TYPE_CHECKING:
+    from capstan.gateway.recording import CallRecord
+    from capstan.gateway.runtime import Gateway
 
 T = TypeVar("T")
-
-TRY_NEXT = frozenset(
-    {
-        FailureKind.RATE_LIMITED,
-        FailureKind.OVERLOADED,
-        FailureKind.SERVER,
-        FailureKind.TIMEOUT,
-        FailureKind.CONNECTION,
-        FailureKind.MALFORMED,
-        FailureKind.AUTHENTICATION,
-        FailureKind.PERMISSION,
-        FailureKind.NOT_FOUND,
-    }
-)
+R = TypeVar("R")
 
 
 def redact(error: UpstreamError, deployment: Deployment) -> None:
@@ -53,26 +61,253 @@ class Served:
     attempts: int
 
 
-async def first_answer(
-    candidates: Sequence[Deployment],
-    call: Callable[[Deployment], Awaitable[T]],
-    latency: LatencyTracker,
-) -> tuple[T, Served]:
-    last: UpstreamError | None = None
-    for attempt, deployment in enumerate(candidates, 1):
-        started = time.monotonic()
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    budget_s: float
+    ends_at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(seconds, time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        return self.ends_at - time.monotonic()
+
+    def exceeded(self) -> GatewayError:
+        return GatewayError(
+            504,
+            f"the request did not complete within its deadline of {self.budget_s:g} s",
+            type="timeout_error",
+            code="deadline_exceeded",
+        )
+
+
+@dataclass(slots=True)
+class _Candidate:
+    deployment: Deployment
+    tries: int = 0
+    not_before: float = 0.0
+
+
+@dataclass(slots=True)
+class _Attempt(Generic[R]):
+    result: R
+    slot: ConcurrencyLimit | None
+
+
+@dataclass(slots=True)
+class Attempts:
+    """One request's attempts; `answer` for a plain call, `stream` for a stream."""
+
+    gateway: Gateway
+    candidates: Sequence[Deployment]
+    deadline: Deadline
+    record: CallRecord
+    content_policy_fallback: bool = False
+    _last: Exception | None = field(default=None, init=False)
+    _deadline_hit: bool = field(default=False, init=False)
+
+    async def answer(self, call: Callable[[Deployment], Awaitable[T]]) -> tuple[T, Served]:
+        attempt, served = await self._run(lambda d, _idle: call(d))
+        if attempt.slot is not None:
+            attempt.slot.release()
+        return attempt.result, served
+
+    async def stream(
+        self, open_stream: Callable[[Deployment], AsyncIterator[T]]
+    ) -> tuple[T, AsyncGenerator[T, None], Served]:
+        """The first candidate whose stream yields a first item: (that item, the rest, who)."""
+
+        async def first_item(deployment: Deployment, idle: float) -> tuple[T, AsyncIterator[T]]:
+            stream = open_stream(deployment)
+            try:
+                return await anext(stream), stream
+            except StopAsyncIteration:
+                await close_stream(stream)
+                raise UpstreamError(
+                    FailureKind.MALFORMED, "the upstream stream was empty"
+                ) from None
+            except BaseException:
+                await close_stream(stream)
+                raise
+
+        attempt, served = await self._run(first_item, streaming=True)
+        first, stream = attempt.result
+        deployment = served.deployment
+        rest = self._rest(stream, deployment, self._idle_s(deployment), attempt.slot)
+        return first, rest, served
+
+    def _idle_s(self, deployment: Deployment) -> float:
+        configured = deployment.stream_idle_timeout_s
+        return configured if configured is not None else self.gateway.settings.stream_idle_timeout_s
+
+    async def _run(
+        self,
+        one: Callable[[Deployment, float], Awaitable[R]],
+        *,
+        streaming: bool = False,
+    ) -> tuple[_Attempt[R], Served]:
+        gateway, breakers = self.gateway, self.gateway.breakers
+        pending = [_Candidate(d) for d in self.candidates]
+        overflowed: int | None = None
+        overflow_seen = False
+        round_ = 0
+        while True:
+            tried = False
+            for candidate in list(pending):
+                deployment = candidate.deployment
+                if overflow_seen and not fits_after_overflow(deployment.context_window, overflowed):
+                    pending.remove(candidate)
+                    continue
+                if candidate.not_before > time.monotonic():
+                    continue
+                if self.deadline.remaining() <= 0:
+                    raise self.deadline.exceeded()
+                if not breakers.allow(deployment.name):
+                    continue
+                tried = True
+                candidate.tries += 1
+                self.record.attempts += 1
+                started = time.monotonic()
+                try:
+                    attempt = await self._attempt(one, deployment, streaming)
+                except Saturated:
+                    breakers.release(deployment.name)
+                    self._last = GatewayError(
+                        429,
+                        f"the deployment `{deployment.name}` is at its concurrency limit",
+                        type="rate_limit_error",
+                        code="concurrency_limit",
+                        retry_after=1.0,
+                    )
+                    if candidate.tries > deployment.max_retries:
+                        pending.remove(candidate)
+                    continue
+                except UpstreamError as exc:
+                    redact(exc, deployment)
+                    self._last = exc
+                    if exc.kind in UNHEALTHY:
+                        breakers.failure(deployment.name)
+                    else:
+                        breakers.release(deployment.name)
+                    if self._deadline_hit or self.deadline.remaining() <= 0:
+                        raise self.deadline.exceeded() from exc
+                    step = after_failure(
+                        exc.kind, content_policy_fallback=self.content_policy_fallback
+                    )
+                    if step is Next.STOP:
+                        raise
+                    if step is Next.LARGER_CONTEXT:
+                        overflow_seen = True
+                        window = deployment.context_window
+                        if window is not None:
+                            overflowed = max(window, overflowed or 0)
+                    if step is not Next.RETRY_LATER or candidate.tries > deployment.max_retries:
+                        pending.remove(candidate)
+                    else:
+                        candidate.not_before = time.monotonic() + (exc.retry_after or 0.0)
+                    continue
+                except BaseException:
+                    breakers.release(deployment.name)
+                    raise
+                breakers.success(deployment.name)
+                gateway.latency.observe(deployment.name, time.monotonic() - started)
+                return attempt, Served(deployment, self.record.attempts)
+            await self._between_rounds(pending, tried, round_)
+            round_ += 1
+
+    async def _attempt(
+        self,
+        one: Callable[[Deployment, float], Awaitable[R]],
+        deployment: Deployment,
+        streaming: bool,
+    ) -> _Attempt[R]:
+        """One call, bounded by the deployment's timeout, the stream idle time and the
+        deadline, holding a concurrency slot when the deployment has a limit."""
+        idle = self._idle_s(deployment) if streaming else float("inf")
+        remaining = self.deadline.remaining()
+        budget = min(deployment.upstream.timeout_s, remaining, idle)
+        slot = self.gateway.limits.for_deployment(deployment.name, deployment.max_concurrency)
+        acquired = False
         try:
-            result = await call(deployment)
+            async with asyncio.timeout(budget):
+                if slot is not None:
+                    await slot.acquire()
+                    acquired = True
+                result = await one(deployment, idle)
+        except TimeoutError as exc:
+            if acquired and slot is not None:
+                slot.release()
+            self._deadline_hit = budget == remaining
+            what = "stream stalled: no data" if budget == idle else "upstream did not answer"
+            raise UpstreamError(FailureKind.TIMEOUT, f"the {what} within {budget:g} s") from exc
+        except BaseException:
+            if acquired and slot is not None:
+                slot.release()
+            raise
+        return _Attempt(result, slot if acquired else None)
+
+    async def _between_rounds(self, pending: list[_Candidate], tried: bool, round_: int) -> None:
+        """Wait for the next round, or end the request when no round could help."""
+        names = [d.name for d in self.candidates]
+        if not pending:
+            raise self._final_error()
+        now = time.monotonic()
+        soonest = min(c.not_before for c in pending)
+        if not tried and soonest <= now:
+            # Everyone left is behind an open breaker.
+            if self._last is None:
+                raise GatewayError(
+                    503,
+                    "every deployment for this model is unavailable: its circuit breaker is open",
+                    type="upstream_error",
+                    code="circuit_open",
+                    retry_after=self.gateway.breakers.retry_in(names),
+                )
+            raise self._final_error()
+        settings = self.gateway.settings
+        wait = backoff(
+            round_, base=settings.retry_backoff_s, cap=settings.retry_backoff_max_s,
+            rng=self.gateway.rng,
+        )  # fmt: skip
+        wait = max(wait, soonest - now)
+        if wait >= self.deadline.remaining():
+            raise self._final_error()
+        await asyncio.sleep(wait)
+
+    def _final_error(self) -> Exception:
+        return self._last if self._last is not None else self.deadline.exceeded()
+
+    async def _rest(
+        self,
+        stream: AsyncIterator[T],
+        deployment: Deployment,
+        idle: float,
+        slot: ConcurrencyLimit | None,
+    ) -> AsyncGenerator[T, None]:
+        """The rest of a stream: each item within the idle time, credentials redacted from a
+        failure that ends it, the upstream closed and the slot freed however it ends."""
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(idle):
+                        item = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError as exc:
+                    raise UpstreamError(
+                        FailureKind.TIMEOUT, f"the stream stalled: no data within {idle:g} s"
+                    ) from exc
+                yield item
         except UpstreamError as exc:
             redact(exc, deployment)
-            if exc.kind not in TRY_NEXT:
-                raise
-            last = exc
-            continue
-        latency.observe(deployment.name, time.monotonic() - started)
-        return result, Served(deployment, attempt)
-    assert last is not None, "no candidates"
-    raise last
+            if exc.kind in UNHEALTHY:
+                self.gateway.breakers.failure(deployment.name)
+            raise
+        finally:
+            await close_stream(stream)
+            if slot is not None:
+                slot.release()
 
 
 async def close_stream(stream: AsyncIterator[object]) -> None:
@@ -80,42 +315,3 @@ async def close_stream(stream: AsyncIterator[object]) -> None:
     closer = getattr(stream, "aclose", None)
     if closer is not None:
         await closer()
-
-
-async def _redacting(stream: AsyncIterator[T], deployment: Deployment) -> AsyncGenerator[T, None]:
-    """The rest of a stream, with credentials redacted from a failure that ends it."""
-    try:
-        async for item in stream:
-            yield item
-    except UpstreamError as exc:
-        redact(exc, deployment)
-        raise
-    finally:
-        await close_stream(stream)
-
-
-async def first_stream(
-    candidates: Sequence[Deployment],
-    open_stream: Callable[[Deployment], AsyncIterator[T]],
-    latency: LatencyTracker,
-) -> tuple[T, AsyncGenerator[T, None], Served]:
-    """The first candidate whose stream yields a first item: (that item, the rest, who)."""
-    last: UpstreamError | None = None
-    for attempt, deployment in enumerate(candidates, 1):
-        started = time.monotonic()
-        stream = open_stream(deployment)
-        try:
-            first = await anext(stream)
-        except StopAsyncIteration:
-            last = UpstreamError(FailureKind.MALFORMED, "the upstream stream was empty")
-            continue
-        except UpstreamError as exc:
-            redact(exc, deployment)
-            if exc.kind not in TRY_NEXT:
-                raise
-            last = exc
-            continue
-        latency.observe(deployment.name, time.monotonic() - started)
-        return first, _redacting(stream, deployment), Served(deployment, attempt)
-    assert last is not None, "no candidates"
-    raise last

@@ -1,9 +1,11 @@
 """What every data-plane route does first and last: authenticate the caller for model calls,
-read a bounded JSON body, find the deployments to try, and write JSON or SSE with orjson (no
-pydantic on the hot path), with errors in the route's dialect."""
+read a bounded JSON body, find the deployments to try within the request's deadline, write JSON
+or SSE with orjson (no pydantic on the hot path) with errors in the route's dialect, and leave
+one request event behind, written before the response's last byte goes out."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -14,7 +16,10 @@ from starlette.responses import Response, StreamingResponse
 
 from capstan.api.auth import presented_key
 from capstan.errors import CapstanError
-from capstan.gateway.errors import GatewayError
+from capstan.gateway.attempts import Attempts, Deadline
+from capstan.gateway.errors import GatewayError, invalid
+from capstan.gateway.providers.base import FailureKind, UpstreamError
+from capstan.gateway.recording import CLIENT_CLOSED, CallRecord, parse_tags
 from capstan.identity.principal import Principal
 from capstan.identity.roles import Permission
 from capstan.ids import new_id
@@ -26,6 +31,15 @@ if TYPE_CHECKING:
     from capstan.gateway.runtime import Gateway
 
 T = TypeVar("T")
+TIMEOUT_HEADER = "x-capstan-timeout"
+TAGS_HEADER = "x-capstan-tags"
+MAX_TIMEOUT_S = 3600.0
+# What the request event says of a stream that failed after its first byte.
+_STREAM_FAILURES = {
+    FailureKind.CONNECTION: "stream_cut",
+    FailureKind.TIMEOUT: "stream_stalled",
+    FailureKind.MALFORMED: "stream_malformed",
+}
 
 
 async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
@@ -72,52 +86,113 @@ def json_response(
 
 @dataclass(frozen=True, slots=True)
 class Admitted:
-    """A request that passed the edge: who asked, for what, and where it may go."""
+    """A request that passed the edge: who asked, for what, and how its attempts will run."""
 
     gateway: Gateway
     principal: Principal
     body: dict[str, Any]
     model: str
     targets: list[Deployment]
+    attempts: Attempts
 
 
-async def admit(request: Request, validate: Callable[[dict[str, Any]], str]) -> Admitted:
+def request_deadline(request: Request, targets: list[Deployment]) -> Deadline:
+    """`x-capstan-timeout` (seconds) when the client sets one, else the first target's timeout."""
+    header = request.headers.get(TIMEOUT_HEADER)
+    if header is None:
+        return Deadline.after(targets[0].upstream.timeout_s)
+    try:
+        seconds = float(header)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= MAX_TIMEOUT_S:
+        raise invalid(f"{TIMEOUT_HEADER} must be a number of seconds in (0, {MAX_TIMEOUT_S:g}]")
+    return Deadline.after(seconds)
+
+
+async def admit(
+    request: Request, record: CallRecord, validate: Callable[[dict[str, Any]], str]
+) -> Admitted:
     """Authenticate, read and validate the body (`validate` returns the model asked for), and
-    resolve the model to the deployments to try, in order."""
+    resolve the model to the deployments to try, in order, under the request's deadline."""
     gateway = gateway_of(request)
     principal = await authenticate(gateway.services, request)
-    body = await read_json_body(request, gateway.services.settings.max_body_bytes)
+    record.principal = principal
+    body = await read_json_body(request, gateway.settings.max_body_bytes)
     model = validate(body)
-    return Admitted(gateway, principal, body, model, await gateway.targets(model))
+    record.model = model
+    record.stream = bool(body.get("stream"))
+    record.tags = parse_tags(request.headers.get(TAGS_HEADER), body.get("metadata"))
+    if record.keeps_payloads:
+        record.request_body = body
+    targets, alias = await gateway.targets(model)
+    attempts = Attempts(
+        gateway,
+        targets,
+        request_deadline(request, targets),
+        record,
+        content_policy_fallback=alias is not None and alias.fallback_on_content_policy,
+    )
+    return Admitted(gateway, principal, body, model, targets, attempts)
 
 
 def event_stream(
+    gateway: Gateway,
     first: T,
     rest: AsyncGenerator[T, None],
+    record: CallRecord,
     *,
     encode: Callable[[T], bytes | None],
     error_event: Callable[[GatewayError], bytes],
     end: bytes,
     headers: dict[str, str],
+    is_last: Callable[[T], bool] = lambda _item: False,
 ) -> StreamingResponse:
     """An SSE response from a stream whose first item already arrived. `encode` frames an item
-    (None skips it); a failure after the first byte becomes `error_event`, in the client's
-    dialect, and ends the stream; the upstream stream is closed whatever happens, so a client
-    that leaves cancels the upstream call."""
+    (None skips it), and may note usage on `record`; a failure after the first byte becomes
+    `error_event`, in the client's dialect, and ends the stream. The request event is written
+    before the final frame (`end`, or the item `is_last` recognises), or when the stream ends
+    any other way; the upstream stream is closed whatever happens, so a client that leaves
+    cancels the upstream call."""
 
     async def frames() -> AsyncIterator[bytes]:
+        finished = False
+
+        def finish() -> None:
+            nonlocal finished
+            if not finished:
+                finished = True
+                gateway.finish(record)
+
         try:
             item: T | None = first
             while item is not None:
                 frame = encode(item)
                 if frame is not None:
+                    record.first_byte()
+                    if is_last(item):
+                        finish()
                     yield frame
                 item = await anext(rest, None)
+            finish()
         except Exception as exc:
-            yield error_event(GatewayError.of(exc))
+            error = GatewayError.of(exc)
+            record.failed(exc, error, status=200)
+            if isinstance(exc, UpstreamError):
+                record.error_type = _STREAM_FAILURES.get(exc.kind, record.error_type)
+            finish()
+            yield error_event(error)
             return
+        except (asyncio.CancelledError, GeneratorExit):
+            record.status = CLIENT_CLOSED
+            record.error_type = "client_closed"
+            finish()
+            raise
         finally:
             await rest.aclose()
+            if not finished:  # the client left while we waited: no exception reached us
+                record.status, record.error_type = CLIENT_CLOSED, "client_closed"
+                finish()
         if end:
             yield end
 
@@ -128,7 +203,7 @@ def event_stream(
     )
 
 
-Handler = Callable[[Request, str], Awaitable[Response]]
+Handler = Callable[[Request, CallRecord], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -137,27 +212,38 @@ def gateway_of(request: Request) -> Gateway:
     return gateway
 
 
-def served_headers(request_id: str, served: Served) -> dict[str, str]:
+def served_headers(record: CallRecord, served: Served) -> dict[str, str]:
+    """Headers of a served call; also notes on the record who served it."""
+    record.served_by(served)
     return {
-        "x-capstan-request-id": request_id,
+        "x-capstan-request-id": str(record.id),
         "x-capstan-deployment": served.deployment.name,
         "x-capstan-attempts": str(served.attempts),
     }
 
 
 def dialect_endpoint(
-    handler: Handler, error_body: Callable[[GatewayError], dict[str, Any]]
+    route: str | None, handler: Handler, error_body: Callable[[GatewayError], dict[str, Any]]
 ) -> Endpoint:
-    """Give the handler a request id and write whatever it raises in the route's dialect, so
-    each SDK raises its own exception class."""
+    """Open the request's record (its id is the request id the client gets), write whatever
+    the handler raises in the route's dialect, so each SDK raises its own exception class, and
+    spool the request event of a plain response before the response leaves (a stream spools
+    its own, see `event_stream`). A `route` of None records nothing (not a model call)."""
 
     async def endpoint(request: Request) -> Response:
-        request_id = str(new_id())
+        gateway = gateway_of(request)
+        record = CallRecord(route or "", new_id(), gateway.org_id)
         try:
-            return await handler(request, request_id)
+            response = await handler(request, record)
         except Exception as exc:
             error = GatewayError.of(exc)
-            headers = {"x-capstan-request-id": request_id, **error.headers()}
+            if route is not None:
+                record.failed(exc, error)
+                gateway.finish(record)
+            headers = {"x-capstan-request-id": str(record.id), **error.headers()}
             return json_response(error_body(error), status=error.status, headers=headers)
+        if route is not None and not isinstance(response, StreamingResponse):
+            gateway.finish(record)
+        return response
 
     return endpoint

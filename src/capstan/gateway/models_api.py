@@ -20,6 +20,7 @@ from capstan.gateway.edge import (
     json_response,
 )
 from capstan.gateway.errors import GatewayError
+from capstan.gateway.recording import CallRecord
 
 ALIAS_OWNER = "capstan"
 EPOCH = "1970-01-01T00:00:00Z"  # the gateway does not know when a vendor released a model
@@ -41,7 +42,7 @@ def _owners(table: RoutingTable) -> dict[str, str]:
     return dict(sorted(owners.items()))
 
 
-async def list_models(request: Request, request_id: str) -> Response:
+async def list_models(request: Request, record: CallRecord) -> Response:
     gateway = gateway_of(request)
     await authenticate(gateway.services, request)
     anthropic = _anthropic(request)
@@ -56,10 +57,10 @@ async def list_models(request: Request, request_id: str) -> Response:
         }
     else:
         page = {"object": "list", "data": data}
-    return json_response(page, headers={"x-capstan-request-id": request_id})
+    return json_response(page, headers={"x-capstan-request-id": str(record.id)})
 
 
-async def get_model(request: Request, request_id: str) -> Response:
+async def get_model(request: Request, record: CallRecord) -> Response:
     gateway = gateway_of(request)
     await authenticate(gateway.services, request)
     name = request.path_params["model"]
@@ -70,12 +71,13 @@ async def get_model(request: Request, request_id: str) -> Response:
         )
     owner = ALIAS_OWNER if isinstance(found, Alias) else found.provider
     entry = _entry(name, owner, _anthropic(request))
-    return json_response(entry, headers={"x-capstan-request-id": request_id})
+    return json_response(entry, headers={"x-capstan-request-id": str(record.id)})
 
 
 def either_dialect(handler: Handler) -> Endpoint:
-    openai_style = dialect_endpoint(handler, GatewayError.openai_body)
-    anthropic_style = dialect_endpoint(handler, GatewayError.anthropic_body)
+    # Not model calls: listing the catalogue leaves no request event.
+    openai_style = dialect_endpoint(None, handler, GatewayError.openai_body)
+    anthropic_style = dialect_endpoint(None, handler, GatewayError.anthropic_body)
 
     async def endpoint(request: Request) -> Response:
         chosen = anthropic_style if _anthropic(request) else openai_style

@@ -17,7 +17,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from capstan.gateway import validation
-from capstan.gateway.attempts import first_answer, first_stream
 from capstan.gateway.config.snapshot import Deployment
 from capstan.gateway.edge import (
     Admitted,
@@ -30,29 +29,34 @@ from capstan.gateway.edge import (
     served_headers,
 )
 from capstan.gateway.errors import GatewayError
+from capstan.gateway.recording import CallRecord
 
 
-def openai_endpoint(handler: Handler) -> Endpoint:
-    return dialect_endpoint(handler, GatewayError.openai_body)
+def openai_endpoint(route: str, handler: Handler) -> Endpoint:
+    return dialect_endpoint(route, handler, GatewayError.openai_body)
 
 
-async def chat_completions(request: Request, request_id: str) -> Response:
-    admitted = await admit(request, validation.chat_request)
+async def chat_completions(request: Request, record: CallRecord) -> Response:
+    admitted = await admit(request, record, validation.chat_request)
     gateway, body = admitted.gateway, admitted.body
     if body.get("stream"):
-        return await _stream_chat(admitted, request_id)
+        return await _stream_chat(admitted, record)
 
     async def call(deployment: Deployment) -> dict[str, Any]:
         provider = gateway.provider(deployment.kind)
         return await provider.chat(gateway.http, deployment.upstream, body)
 
-    completion, served = await first_answer(admitted.targets, call, gateway.latency)
-    return json_response(completion, headers=served_headers(request_id, served))
+    completion, served = await admitted.attempts.answer(call)
+    record.openai_usage(completion.get("usage"))
+    if record.keeps_payloads:
+        record.response_body = completion
+    return json_response(completion, headers=served_headers(record, served))
 
 
-async def _stream_chat(admitted: Admitted, request_id: str) -> Response:
+async def _stream_chat(admitted: Admitted, record: CallRecord) -> Response:
     gateway, body = admitted.gateway, admitted.body
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    text: list[str] | None = [] if record.keeps_payloads else None
 
     def open_stream(deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
         provider = gateway.provider(deployment.kind)
@@ -60,34 +64,54 @@ async def _stream_chat(admitted: Admitted, request_id: str) -> Response:
 
     def encode(chunk: dict[str, Any]) -> bytes | None:
         # Adapters always end with a usage chunk (for pricing); the client gets it on request.
-        if not wants_usage and chunk.get("usage") and not chunk.get("choices"):
-            return None
+        if chunk.get("usage") and not chunk.get("choices"):
+            record.openai_usage(chunk["usage"])
+            if not wants_usage:
+                return None
+        elif text is not None:
+            text.extend(_delta_text(chunk))
+            record.response_body = {"text": "".join(text)}
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
-    first, rest, served = await first_stream(admitted.targets, open_stream, gateway.latency)
+    first, rest, served = await admitted.attempts.stream(open_stream)
     return event_stream(
+        gateway,
         first,
         rest,
+        record,
         encode=encode,
         error_event=lambda error: b"data: " + orjson.dumps(error.openai_body()) + b"\n\n",
         end=b"data: [DONE]\n\n",
-        headers=served_headers(request_id, served),
+        headers=served_headers(record, served),
     )
 
 
-async def embeddings(request: Request, request_id: str) -> Response:
-    admitted = await admit(request, validation.embeddings_request)
+def _delta_text(chunk: dict[str, Any]) -> list[str]:
+    return [
+        content
+        for choice in chunk.get("choices") or ()
+        if isinstance(content := (choice.get("delta") or {}).get("content"), str)
+    ]
+
+
+async def embeddings(request: Request, record: CallRecord) -> Response:
+    admitted = await admit(request, record, validation.embeddings_request)
     gateway = admitted.gateway
 
     async def call(deployment: Deployment) -> dict[str, Any]:
         provider = gateway.provider(deployment.kind)
         return await provider.embed(gateway.http, deployment.upstream, admitted.body)
 
-    result, served = await first_answer(admitted.targets, call, gateway.latency)
-    return json_response(result, headers=served_headers(request_id, served))
+    result, served = await admitted.attempts.answer(call)
+    record.openai_usage(result.get("usage"))
+    return json_response(result, headers=served_headers(record, served))
 
 
 routes = [
-    Route("/v1/chat/completions", openai_endpoint(chat_completions), methods=["POST"]),
-    Route("/v1/embeddings", openai_endpoint(embeddings), methods=["POST"]),
+    Route(
+        "/v1/chat/completions",
+        openai_endpoint("chat.completions", chat_completions),
+        methods=["POST"],
+    ),
+    Route("/v1/embeddings", openai_endpoint("embeddings", embeddings), methods=["POST"]),
 ]

@@ -1,18 +1,26 @@
-"""The data plane's long-lived state: the upstream connection pool, the provider adapters and
-the routing snapshot, reloaded off the event loop whenever the config version moves."""
+"""The data plane's long-lived state: the upstream connection pool, the provider adapters, the
+routing snapshot (reloaded off the event loop whenever the config version moves), the circuit
+breakers and concurrency limits, the request-event pipeline and the metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
+import uuid
 
 import aiohttp
 
-from capstan.gateway.config.snapshot import Deployment, RoutingTable, load_routing_table
+from capstan.config import Settings
+from capstan.events.pipeline import EventPipeline
+from capstan.gateway.breakers import BreakerBoard, BreakerPolicy, RedisBreakerSync
+from capstan.gateway.config.snapshot import Alias, Deployment, RoutingTable, load_routing_table
 from capstan.gateway.errors import GatewayError
+from capstan.gateway.limits import DeploymentLimits
+from capstan.gateway.metrics import GatewayMetrics
 from capstan.gateway.providers.base import Provider
 from capstan.gateway.providers.registry import provider_for
+from capstan.gateway.recording import CallRecord
 from capstan.gateway.routing import LatencyTracker, candidates
 from capstan.services import Services
 
@@ -23,26 +31,59 @@ POOL_SIZE = 1_000
 class Gateway:
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.settings: Settings = services.settings
+        settings = self.settings
         self.latency = LatencyTracker()
+        policy = BreakerPolicy(
+            failures=settings.breaker_failures,
+            error_ratio=settings.breaker_error_ratio,
+            min_calls=settings.breaker_min_calls,
+            window_s=settings.breaker_window_s,
+            cooldown_s=settings.breaker_cooldown_s,
+        )
+        shared = RedisBreakerSync(settings.redis_url) if settings.redis_url else None
+        self.breakers = BreakerBoard(policy, shared=shared)
+        self.limits = DeploymentLimits(settings.queue_factor)
+        self.events = EventPipeline(services.store, settings.spool_dir)
+        self.metrics = GatewayMetrics(self)
         self.rng = random.Random()  # noqa: S311 - load spreading, not security
         self._table: RoutingTable | None = None
         self._http: aiohttp.ClientSession | None = None
         self._reload: asyncio.Task[None] | None = None
         self._stale = True
+        self.started = False
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=POOL_SIZE, ttl_dns_cache=300)
         self._http = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+        await self.events.start()
+        await self.breakers.start()
+        self.started = True
         try:
             await self.reload()
         except Exception as exc:  # the control API must come up even if this fails
             log.warning("routing snapshot not loaded at start (%s); will retry on first use", exc)
 
     async def stop(self) -> None:
+        """After the server drained its requests: close the pool and flush the events (what
+        cannot reach the database in time stays in the spool for the next start)."""
         if self._reload is not None:
             self._reload.cancel()
+        await self.breakers.stop()
         if self._http is not None:
             await self._http.close()
+        await self.events.stop()
+
+    @property
+    def org_id(self) -> uuid.UUID | None:
+        return self._table.org_id if self._table is not None else None
+
+    def finish(self, record: CallRecord) -> None:
+        """The request is over (or its last byte is about to go): count it and spool its event."""
+        event = record.event()
+        self.metrics.observe(event)
+        if event["org_id"] is not None:
+            self.events.record(event)
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -80,8 +121,9 @@ class Gateway:
         if self._reload is None or self._reload.done():
             self._reload = asyncio.get_running_loop().create_task(self.reload())
 
-    async def targets(self, model: str) -> list[Deployment]:
-        """The deployments to try for `model` (an alias or a deployment), best first."""
+    async def targets(self, model: str) -> tuple[list[Deployment], Alias | None]:
+        """The deployments to try for `model` (an alias or a deployment), best first, and the
+        alias when it is one (its fallback rules apply to the whole request)."""
         table = await self.routing_table()
         found = candidates(table, model, rng=self.rng, latency=self.latency.averages)
         if not found:
@@ -91,7 +133,8 @@ class Gateway:
                 param="model",
                 code="model_not_found",
             )
-        return found
+        alias = table.aliases.get(model)
+        return found, alias
 
     def provider(self, kind: str) -> Provider:
         return provider_for(kind)

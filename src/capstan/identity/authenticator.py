@@ -22,7 +22,7 @@ from capstan.identity.principal import Principal
 from capstan.identity.roles import Role
 from capstan.identity.scope import ScopePath
 from capstan.store.engine import Store
-from capstan.store.schema import ApiKey
+from capstan.store.schema import ApiKey, Project
 
 CACHE_SIZE = 10_000
 
@@ -97,16 +97,21 @@ class Authenticator:
     def _lookup(self, digest: str) -> _Entry:
         with self.store.read() as session:
             key = session.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).one_or_none()
-        if key is None:
-            return None
-        if key.revoked_at is not None:
-            return _REVOKED
+            if key is None:
+                return None
+            if key.revoked_at is not None:
+                return _REVOKED
+            log_payloads = key.project_id is not None and bool(
+                session.scalar(select(Project.log_payloads).where(Project.id == key.project_id))
+            )
         return Principal(
             actor=f"key:{key.id}",
             role=Role(key.role),
             scope=ScopePath(key.org_id, key.department_id, key.team_id, key.project_id),
             key_id=key.id,
             expires_at=key.expires_at,
+            user_id=key.user_id,
+            log_payloads=log_payloads,
         )
 
 

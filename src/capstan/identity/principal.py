@@ -18,6 +18,9 @@ class Principal:
     scope: ScopePath
     key_id: uuid.UUID | None = None
     expires_at: datetime | None = None
+    user_id: uuid.UUID | None = None
+    # The key's project keeps request and response bodies in its request events.
+    log_payloads: bool = False
 
     def require(self, permission: Permission) -> None:
         if not role_can(self.role, permission):

@@ -66,6 +66,8 @@ class DeploymentOut(View):
     model: str
     timeout_s: float
     max_concurrency: int | None
+    max_retries: int
+    stream_idle_timeout_s: float | None
     options: dict[str, str]
 
 
@@ -73,6 +75,7 @@ class AliasOut(View):
     strategy: Strategy
     targets: list[TargetSpec]
     fallbacks: list[str]
+    fallback_on_content_policy: bool
 
 
 class ApplyIn(BaseModel):

@@ -58,6 +58,8 @@ def deployment_document(row: GatewayDeployment, provider: str) -> Document:
         "model": row.model,
         "timeout_s": float(row.timeout_s),
         "max_concurrency": row.max_concurrency,
+        "max_retries": row.max_retries,
+        "stream_idle_timeout_s": row.stream_idle_timeout_s,
         "options": dict(row.options or {}),
     }
 
@@ -67,6 +69,7 @@ def alias_document(row: GatewayAlias) -> Document:
         "strategy": row.strategy,
         "targets": [dict(t) for t in row.targets],
         "fallbacks": list(row.fallbacks or []),
+        "fallback_on_content_policy": bool(row.fallback_on_content_policy),
     }
 
 
@@ -150,11 +153,14 @@ class ChangeWriter:
             row.model = change.after["model"]
             row.timeout_s = change.after["timeout_s"]
             row.max_concurrency = change.after["max_concurrency"]
+            row.max_retries = change.after["max_retries"]
+            row.stream_idle_timeout_s = change.after["stream_idle_timeout_s"]
             row.options = dict(change.after["options"])
         else:
             row.strategy = change.after["strategy"]
             row.targets = [dict(t) for t in change.after["targets"]]
             row.fallbacks = list(change.after["fallbacks"])
+            row.fallback_on_content_policy = change.after["fallback_on_content_policy"]
         self.session.add(row)
         self.changes.record(
             self.session, self.principal, f"{change.kind}.{change.action}", row,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -52,6 +53,7 @@ class Alias:
     strategy: str
     targets: tuple[Target, ...]
     fallbacks: tuple[str, ...]
+    fallback_on_content_policy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,12 @@ class Deployment:
     upstream: Upstream
     max_concurrency: int | None
     catalog: CatalogModel | None
+    max_retries: int = 2
+    stream_idle_timeout_s: float | None = None
+
+    @property
+    def context_window(self) -> int | None:
+        return self.catalog.context_window if self.catalog is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +85,7 @@ class RoutingTable:
     aliases: Mapping[str, Alias]
     problems: Mapping[str, str] = field(default_factory=dict)
     version: int = 0
+    org_id: uuid.UUID | None = None
 
     def resolve(self, name: str) -> Alias | Deployment | None:
         return self.aliases.get(name) or self.deployments.get(name)
@@ -124,6 +133,7 @@ def load_routing_table(
         MappingProxyType(routes),
         MappingProxyType(resolver.problems),
         version,
+        org_id,
     )
 
 
@@ -180,12 +190,16 @@ def _deployment(
         upstream=upstream,
         max_concurrency=row.max_concurrency,
         catalog=catalog.get(row.model),
+        max_retries=row.max_retries,
+        stream_idle_timeout_s=row.stream_idle_timeout_s,
     )
 
 
 def _alias(row: GatewayAlias) -> Alias:
     targets = tuple(Target(t["deployment"], t["weight"], t["priority"]) for t in row.targets)
-    return Alias(row.name, row.strategy, targets, tuple(row.fallbacks))
+    return Alias(
+        row.name, row.strategy, targets, tuple(row.fallbacks), row.fallback_on_content_policy
+    )
 
 
 __all__ = [

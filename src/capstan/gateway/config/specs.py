@@ -84,7 +84,15 @@ class DeploymentSpec(Spec):
     provider: Name
     model: str = Field(min_length=1, max_length=200, pattern=r"^\S+$")
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
-    max_concurrency: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_concurrency: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="In-flight calls per replica; more queue."
+    )
+    max_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries of a 429, 5xx, timeout or lost connection."
+    )
+    stream_idle_timeout_s: float | None = Field(
+        default=None, gt=0, le=3600, description="Silence that stalls a stream; null: default."
+    )
     options: Options | None = None
 
 
@@ -99,6 +107,9 @@ class AliasSpec(Spec):
     strategy: Strategy = "weighted"
     targets: list[TargetSpec] = Field(min_length=1, max_length=100)
     fallbacks: list[Name] = Field(default_factory=list, max_length=20)
+    fallback_on_content_policy: bool = Field(
+        default=False, description="Also fall back when a vendor refuses on content policy."
+    )
 
 
 AnySpec = ProviderSpec | DeploymentSpec | AliasSpec
@@ -182,6 +193,8 @@ def deployment_document(spec: DeploymentSpec, prefix: str = "") -> dict[str, Any
         "model": spec.model,
         "timeout_s": float(spec.timeout_s),
         "max_concurrency": spec.max_concurrency,
+        "max_retries": spec.max_retries,
+        "stream_idle_timeout_s": spec.stream_idle_timeout_s,
         "options": _options(spec.options, prefix),
     }
 
@@ -206,4 +219,5 @@ def alias_document(spec: AliasSpec, prefix: str = "") -> dict[str, Any]:
         "strategy": spec.strategy,
         "targets": [t.model_dump() for t in spec.targets],
         "fallbacks": list(spec.fallbacks),
+        "fallback_on_content_policy": spec.fallback_on_content_policy,
     }

@@ -2,6 +2,7 @@
 
 from capstan.store.schema.audit import AuditEntry
 from capstan.store.schema.base import Base
+from capstan.store.schema.events import RequestEvent
 from capstan.store.schema.gateway import GatewayAlias, GatewayDeployment, GatewayProvider
 from capstan.store.schema.identity import (
     ApiKey,
@@ -25,6 +26,7 @@ __all__ = [
     "GatewayProvider",
     "Organization",
     "Project",
+    "RequestEvent",
     "StoredSecret",
     "Team",
     "User",

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -62,6 +64,10 @@ class GatewayDeployment(IdMixin, CreatedMixin, Base):
     model: Mapped[str] = mapped_column(String(200))
     timeout_s: Mapped[float] = mapped_column(Float)
     max_concurrency: Mapped[int | None] = mapped_column(Integer)
+    # Retries of a transient failure (429, 5xx, timeout, connection) on this deployment.
+    max_retries: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+    # Seconds a stream may stay silent before it counts as stalled; None: the setting's.
+    stream_idle_timeout_s: Mapped[float | None] = mapped_column(Float)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -83,4 +89,8 @@ class GatewayAlias(IdMixin, CreatedMixin, Base):
     targets: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     # alias or deployment names, tried in order when every target failed
     fallbacks: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Whether a vendor's content-policy refusal also moves on to the fallbacks.
+    fallback_on_content_policy: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -4,7 +4,8 @@ Admin routes (not part of any vendor's API):
 - `PUT /_sim/faults` with `{"model": "gpt-4o" | "*", ...Faults fields}` sets a model's faults;
 - `DELETE /_sim/faults` clears faults, the request log and the simulated prompt caches;
 - `GET /_sim/faults` lists them; `GET /_sim/requests` returns the requests received, newest last,
-  with credential headers removed.
+  with credential headers removed;
+- `GET /_sim/stats` counts what tests cannot see otherwise (streams the client abandoned).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def build_simulator(state: SimulatorState | None = None) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/_sim/faults", _faults_endpoint(state), methods=["GET", "PUT", "DELETE"]),
         Route("/_sim/requests", _requests_endpoint(state), methods=["GET"]),
+        Route("/_sim/stats", _stats_endpoint(state), methods=["GET"]),
     ]
     for vendor in VENDORS:
         routes.extend(vendor.routes(state))
@@ -64,5 +66,12 @@ def _requests_endpoint(state: SimulatorState) -> Any:
         return JSONResponse(
             [{"path": r.path, "headers": r.headers, "body": r.body} for r in state.received]
         )
+
+    return endpoint
+
+
+def _stats_endpoint(state: SimulatorState) -> Any:
+    async def endpoint(_request: Request) -> Response:
+        return JSONResponse({"streams_abandoned": state.streams_abandoned})
 
     return endpoint

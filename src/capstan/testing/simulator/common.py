@@ -52,12 +52,19 @@ async def paced_stream(
     frame (a delta) waits as the model's faults say (time to first token, tokens per second) and
     may be where the stream is cut dead; the others go out at once."""
     sent = 0
-    for paced, frame in frames:
-        if paced:
-            if not await state.pace(model, sent):
-                raise StreamCut(f"stream cut after {sent} deltas")
-            sent += 1
-        yield frame
+    finished = False
+    try:
+        for paced, frame in frames:
+            if paced:
+                if not await state.pace(model, sent):
+                    finished = True  # cut on purpose, not abandoned by the client
+                    raise StreamCut(f"stream cut after {sent} deltas")
+                sent += 1
+            yield frame
+        finished = True
+    finally:
+        if not finished:  # the client (the gateway) closed the connection mid-stream
+            state.streams_abandoned += 1
 
 
 def presented_credential(request: Request, *headers: str) -> str | None:

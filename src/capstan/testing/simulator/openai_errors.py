@@ -150,6 +150,15 @@ def context_length_exceeded(window: int, tokens: int) -> OpenAIError:
     )
 
 
+def content_policy_violation() -> OpenAIError:
+    return OpenAIError(
+        400,
+        "Your request was rejected as a result of our safety system. Your prompt may contain "
+        "text that is not allowed by our safety system.",
+        code="content_policy_violation",
+    )
+
+
 def not_json() -> OpenAIError:
     return OpenAIError(
         400,

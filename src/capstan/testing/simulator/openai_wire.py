@@ -21,6 +21,7 @@ from capstan.testing.simulator import openai_chat, openai_completion, openai_emb
 from capstan.testing.simulator.common import presented_credential, read_json, rejected
 from capstan.testing.simulator.openai_errors import (
     OpenAIError,
+    content_policy_violation,
     context_length_exceeded,
     fault_error,
     invalid_api_key,
@@ -113,6 +114,8 @@ async def _admit(
         tokens = operation.prompt_tokens(body)
         if tokens > window:
             raise context_length_exceeded(window, tokens)
+    if state.faults_for(model).refuse_content:
+        raise content_policy_violation()
     failure = await state.before_response(model)
     if failure is not None:
         raise fault_error(failure)

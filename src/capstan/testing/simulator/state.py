@@ -22,11 +22,13 @@ class Faults:
     tokens_per_s: float = 0.0  # stream pacing; 0 = as fast as possible
     error_rate: float = 0.0  # share of calls that fail with `error_status`
     error_status: int = 500
+    fail_next: int = 0  # the next N calls fail with `error_status`
     burst_429: int = 0  # the next N calls get 429 with Retry-After
     retry_after_s: float = 1.0
     cut_after_chunks: int | None = None  # streams stop dead after N content chunks
     hang: bool = False  # never answer (until the fault is lifted)
     context_window: int | None = None  # prompts longer than this (in tokens) are refused
+    refuse_content: bool = False  # OpenAI wire: refuse every prompt on content policy
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Faults:
@@ -61,6 +63,7 @@ class SimulatorState:
     faults: dict[str, Faults] = field(default_factory=dict)
     received: deque[ReceivedRequest] = field(default_factory=lambda: deque(maxlen=200))
     prompt_cache: PromptCache = field(default_factory=PromptCache)
+    streams_abandoned: int = 0  # streams whose client hung up before the end
     _rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -76,6 +79,7 @@ class SimulatorState:
         """Forget faults, the request log and the prompt cache: a fresh simulator."""
         self.faults.clear()
         self.received.clear()
+        self.streams_abandoned = 0
         self.prompt_cache.clear()
 
     def record(self, path: str, headers: dict[str, str], body: Any) -> None:
@@ -90,10 +94,13 @@ class SimulatorState:
             faults = self.faults_for(model)
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
+        key = model if model in self.faults else ANY_MODEL
         if faults.burst_429 > 0:
-            key = model if model in self.faults else ANY_MODEL
             self.faults[key] = replace(faults, burst_429=faults.burst_429 - 1)
             return InjectedFailure(429, faults.retry_after_s)
+        if faults.fail_next > 0:
+            self.faults[key] = replace(faults, fail_next=faults.fail_next - 1)
+            return InjectedFailure(faults.error_status, faults.retry_after_s)
         if faults.error_rate and self._rng.random() < faults.error_rate:
             return InjectedFailure(faults.error_status, faults.retry_after_s)
         return None
