@@ -11,7 +11,7 @@ from pathlib import Path
 import uvicorn
 from starlette.types import ASGIApp
 
-from capstan.app import build_app
+from capstan.app import build_server_app
 from capstan.config import Settings
 
 
@@ -36,7 +36,7 @@ class RunningServer:
 def start_server(
     settings: Settings, *, certfile: Path | None = None, keyfile: Path | None = None
 ) -> RunningServer:
-    return start_asgi(build_app(settings), certfile=certfile, keyfile=keyfile)
+    return start_asgi(build_server_app(settings), certfile=certfile, keyfile=keyfile)
 
 
 def start_asgi(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 
@@ -16,6 +17,7 @@ from capstan.config import Settings, load_settings
 from capstan.events import api as events_api
 from capstan.gateway import anthropic_api, metrics, models_api, openai_api
 from capstan.gateway.config import api as gateway_config_api
+from capstan.gateway.front import DataPlaneFirst
 from capstan.gateway.runtime import Gateway
 from capstan.governance.audit import api as audit_api
 from capstan.governance.secrets import api as secrets_api
@@ -23,6 +25,7 @@ from capstan.identity import api as identity_api
 from capstan.identity.config_version import ConfigWatcher
 from capstan.identity.principal import Principal
 from capstan.services import Services
+from capstan.tuning import freeze_startup_objects, limit_malloc_arenas
 
 
 def build_app(
@@ -31,6 +34,7 @@ def build_app(
     services: Services | None = None,
     local_principal: Principal | None = None,
     data_plane: bool = True,
+    tune_process: bool = False,
 ) -> FastAPI:
     """The whole HTTP surface. `local_principal` is for the CLI's in-process mode, where whoever
     can read `$CAPSTAN_HOME` already holds every secret and acts as a local administrator; that
@@ -57,6 +61,8 @@ def build_app(
         if data_plane:
             await gateway.start()
         await watcher.start()
+        if tune_process:
+            freeze_startup_objects()
         try:
             yield
         finally:
@@ -87,12 +93,26 @@ def build_app(
     app.include_router(api)
     app.include_router(health.router)
     if data_plane:
-        app.router.routes.extend(
-            [*openai_api.routes, *anthropic_api.routes, *models_api.routes, *metrics.routes]
-        )
+        # First, so that even through FastAPI a model call does not try every /api route.
+        app.router.routes[:0] = DATA_PLANE_ROUTES
     return app
 
 
-def create_app() -> FastAPI:
-    """Factory for `uvicorn --factory` (each worker builds its own app from the environment)."""
-    return build_app(load_settings())
+DATA_PLANE_ROUTES = [
+    *openai_api.routes,
+    *anthropic_api.routes,
+    *models_api.routes,
+    *metrics.routes,
+]
+
+
+def build_server_app(settings: Settings, **options: Any) -> DataPlaneFirst:
+    """What a server runs: `build_app` behind the data-plane fast path (see gateway/front.py)."""
+    return DataPlaneFirst(build_app(settings, **options), DATA_PLANE_ROUTES)
+
+
+def create_app() -> DataPlaneFirst:
+    """Factory for `uvicorn --factory` (each worker builds its own app from the environment),
+    with the process tuned for a long-running server (see tuning.py)."""
+    limit_malloc_arenas()
+    return build_server_app(load_settings(), tune_process=True)

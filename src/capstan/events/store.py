@@ -18,7 +18,6 @@ from typing import Any, cast
 
 import orjson
 from sqlalchemy import String, Table, Uuid, text
-from sqlalchemy.dialects import sqlite
 
 from capstan.clock import as_utc
 from capstan.store.engine import Store
@@ -78,8 +77,36 @@ def normalise(event: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _sqlite_value(name: str) -> str:
+    """SQL that turns one field of a `json_each` element into what SQLAlchemy stores on SQLite:
+    UUIDs as 32 hex digits, times as naive UTC text with microseconds (SQLite's date functions
+    apply the zone offset), strings cut to the column's length, JSON objects as JSON text."""
+    field = f"json_extract(value, '$.{name}')"
+    if name in _UUIDS:
+        return f"replace({field}, '-', '')"
+    if name in _TIMES:
+        return (
+            f"strftime('%Y-%m-%d %H:%M:%S', {field}) || CASE WHEN substr({field}, 20, 1) = '.' "
+            f"THEN substr({field} || '000000', 20, 7) ELSE '.000000' END"
+        )
+    if name in _LENGTHS:
+        return f"substr({field}, 1, {_LENGTHS[name]})"
+    if name == "tags":
+        return f"coalesce({field}, '{{}}')"
+    if name in ("stream", "attempts"):
+        return f"coalesce({field}, 0)"
+    return field
+
+
+# The batch travels as one JSON array that SQLite unpacks itself (json_each): the inserter
+# thread then spends its time inside SQLite, which releases the GIL, instead of in Python
+# building 25 bound parameters per row, which would hold it against the event loop.
 # RETURNING lists only the rows that were new, so counts exclude replayed duplicates.
-_SQLITE_INSERT = sqlite.insert(_TABLE).on_conflict_do_nothing().returning(_TABLE.c.id)
+_SQLITE_INSERT = text(
+    f"INSERT INTO request_events ({', '.join(_COLUMNS)}) "  # noqa: S608 - model's columns
+    f"SELECT {', '.join(_sqlite_value(c) for c in _COLUMNS)} FROM json_each(:rows) WHERE true "
+    "ON CONFLICT DO NOTHING RETURNING id"
+)
 # On PostgreSQL the whole batch travels as one JSON document and the server unpacks it: several
 # times faster than a 25-column multi-row VALUES, and far less Python work in the gateway
 # process, where the inserter thread competes with the event loop for the GIL.
@@ -99,12 +126,25 @@ def insert_events(store: Store, events: list[dict[str, Any]]) -> int:
     """
     if not events:
         return 0
-    rows = [normalise(event) for event in events]
     with store.write() as session:
         if store.dialect == "postgresql":
-            document = orjson.dumps(rows).decode()
+            document = orjson.dumps([normalise(event) for event in events]).decode()
             return len(session.execute(_POSTGRESQL_INSERT, {"rows": document}).all())
-        return len(session.execute(_SQLITE_INSERT, rows).all())
+        for event in events:  # what SQL cannot check: a time it would misread
+            _check_sqlite_event(event)
+        document = orjson.dumps(events).decode()
+        return len(session.execute(_SQLITE_INSERT, {"rows": document}).all())
+
+
+def _check_sqlite_event(event: Mapping[str, Any]) -> None:
+    """Refuse, like `normalise` would, an event SQLite's JSON functions would store wrongly."""
+    for name in _TIMES:
+        value = event.get(name)
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ValueError(f"{name}: a naive datetime")
+        elif not isinstance(value, str) or (value[-6:-5] not in ("+", "-") and value[-1] != "Z"):
+            raise ValueError(f"{name}: not an ISO time with a zone: {value!r}")
 
 
 def _month_start(year: int, month: int) -> datetime:

@@ -144,7 +144,7 @@ async def count_tokens(request: Request, record: CallRecord) -> Response:
     said so in `x-capstan-estimated: true`."""
     admitted = await admit(request, record, validation.count_tokens_request)
     gateway, body, targets = admitted.gateway, admitted.body, admitted.targets
-    headers = {"x-capstan-request-id": str(record.id)}
+    headers = {"x-capstan-request-id": record.id}
     native = next((d for d in targets if d.kind == NATIVE_KIND), None)
     if native is not None:
         record.deployment, record.provider = native.name, native.provider

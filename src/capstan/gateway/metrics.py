@@ -68,23 +68,46 @@ class GatewayMetrics:
             registry=self.registry,
         )
         self.registry.register(_StateCollector(gateway))
+        # `labels()` validates and locks on every call; the label sets are few (configuration
+        # names and statuses), so each series is looked up once and kept.
+        self._series: dict[tuple[str, str, int], _Series] = {}
 
     def observe(self, event: dict[str, Any]) -> None:
-        route = event["route"]
-        deployment = event["deployment"] or ""
-        self.requests.labels(route, deployment, str(event["status"])).inc()
-        self.latency.labels(route, deployment).observe(event["latency_ms"] / 1000)
+        route, deployment, status = event["route"], event["deployment"] or "", event["status"]
+        series = self._series.get((route, deployment, status))
+        if series is None:
+            series = self._series[(route, deployment, status)] = _Series(
+                self, route, deployment, status
+            )
+        series.requests.inc()
+        series.latency.observe(event["latency_ms"] / 1000)
         if event["attempts"]:
-            self.attempts.labels(route).inc(event["attempts"])
+            series.attempts.inc(event["attempts"])
         if event["ttft_ms"] is not None and event["stream"]:
-            self.ttft.labels(deployment).observe(event["ttft_ms"] / 1000)
-        for kind in ("prompt", "completion", "cached"):
-            count = event[f"{kind}_tokens"]
+            series.ttft.observe(event["ttft_ms"] / 1000)
+        for kind, counter in series.tokens:
+            count = event[kind]
             if count:
-                self.tokens.labels(deployment, kind).inc(count)
+                counter.inc(count)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Series:
+    """The metric children of one (route, deployment, status)."""
+
+    __slots__ = ("attempts", "latency", "requests", "tokens", "ttft")
+
+    def __init__(self, metrics: GatewayMetrics, route: str, deployment: str, status: int) -> None:
+        self.requests = metrics.requests.labels(route, deployment, str(status))
+        self.latency = metrics.latency.labels(route, deployment)
+        self.attempts = metrics.attempts.labels(route)
+        self.ttft = metrics.ttft.labels(deployment)
+        self.tokens = [
+            (f"{kind}_tokens", metrics.tokens.labels(deployment, kind))
+            for kind in ("prompt", "completion", "cached")
+        ]
 
 
 class _StateCollector(Collector):

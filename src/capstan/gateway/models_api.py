@@ -57,7 +57,7 @@ async def list_models(request: Request, record: CallRecord) -> Response:
         }
     else:
         page = {"object": "list", "data": data}
-    return json_response(page, headers={"x-capstan-request-id": str(record.id)})
+    return json_response(page, headers={"x-capstan-request-id": record.id})
 
 
 async def get_model(request: Request, record: CallRecord) -> Response:
@@ -71,7 +71,7 @@ async def get_model(request: Request, record: CallRecord) -> Response:
         )
     owner = ALIAS_OWNER if isinstance(found, Alias) else found.provider
     entry = _entry(name, owner, _anthropic(request))
-    return json_response(entry, headers={"x-capstan-request-id": str(record.id)})
+    return json_response(entry, headers={"x-capstan-request-id": record.id})
 
 
 def either_dialect(handler: Handler) -> Endpoint:

@@ -74,7 +74,7 @@ class CallRecord:
         "upstream_model",
     )
 
-    def __init__(self, route: str, request_id: uuid.UUID, org_id: uuid.UUID | None) -> None:
+    def __init__(self, route: str, request_id: str, org_id: uuid.UUID | None) -> None:
         self.id = request_id
         # The installation's organization: the event's owner even when no key was accepted.
         self.org_id = org_id

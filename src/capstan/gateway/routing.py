@@ -59,6 +59,27 @@ def candidates(
     return list(ordered.values())
 
 
+def static_order(table: RoutingTable, name: str) -> bool:
+    """Whether `candidates` always gives `name` the same order for this table (no random
+    weights, no latency), so the gateway can compute it once per table."""
+    seen: set[str] = set()
+
+    def static(current: str) -> bool:
+        if current in seen:
+            return True
+        seen.add(current)
+        found = table.resolve(current)
+        if not isinstance(found, Alias):
+            return True
+        if found.strategy == "least-latency":
+            return False
+        if found.strategy == "weighted" and sum(t.weight > 0 for t in found.targets) > 1:
+            return False
+        return all(static(fallback) for fallback in found.fallbacks)
+
+    return static(name)
+
+
 def order_targets(
     alias: Alias, table: RoutingTable, rng: random.Random, latency: Mapping[str, float]
 ) -> list[str]:

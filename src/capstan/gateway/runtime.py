@@ -21,7 +21,7 @@ from capstan.gateway.metrics import GatewayMetrics
 from capstan.gateway.providers.base import Provider
 from capstan.gateway.providers.registry import provider_for
 from capstan.gateway.recording import CallRecord
-from capstan.gateway.routing import LatencyTracker, candidates
+from capstan.gateway.routing import LatencyTracker, candidates, static_order
 from capstan.services import Services
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,9 @@ class Gateway:
         self._reload: asyncio.Task[None] | None = None
         self._stale = True
         self.started = False
+        # Candidate lists of the names whose order never changes, for the current table.
+        self._memo: dict[str, list[Deployment]] = {}
+        self._memo_table: RoutingTable | None = None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=POOL_SIZE, ttl_dns_cache=300)
@@ -125,7 +128,13 @@ class Gateway:
         """The deployments to try for `model` (an alias or a deployment), best first, and the
         alias when it is one (its fallback rules apply to the whole request)."""
         table = await self.routing_table()
-        found = candidates(table, model, rng=self.rng, latency=self.latency.averages)
+        if table is not self._memo_table:
+            self._memo, self._memo_table = {}, table
+        found = self._memo.get(model)
+        if found is None:
+            found = candidates(table, model, rng=self.rng, latency=self.latency.averages)
+            if found and static_order(table, model):
+                self._memo[model] = found
         if not found:
             raise GatewayError(
                 404,

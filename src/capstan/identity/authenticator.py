@@ -8,6 +8,7 @@ every call against the cached expiry, so an expired key fails on time without a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -68,11 +69,14 @@ class Authenticator:
             self._generation += 1
 
     def _cached(self, digest: str) -> tuple[object, int]:
-        with self._lock:
-            found = self._cache.get(digest, _MISSING)
-            if found is not _MISSING:
+        """Without the lock (every model call comes here): each dict operation is atomic, and
+        the generation is read first, so a lookup racing a clear is not cached (`_remember`)."""
+        generation = self._generation
+        found = self._cache.get(digest, _MISSING)
+        if found is not _MISSING:
+            with contextlib.suppress(KeyError):  # evicted or cleared meanwhile
                 self._cache.move_to_end(digest)
-            return found, self._generation
+        return found, generation
 
     def _remember(self, digest: str, found: _Entry, generation: int) -> _Entry:
         """Cache a lookup, unless the cache was cleared while it ran: the row it read may be

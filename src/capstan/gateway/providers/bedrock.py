@@ -17,16 +17,15 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 import aiohttp
 import orjson
 import yarl
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-from botocore.eventstream import EventStreamBuffer, ParserError
+
+if TYPE_CHECKING:
+    from botocore.eventstream import EventStreamBuffer
 
 from capstan.gateway.providers.base import (
     ChatChunk,
@@ -89,6 +88,8 @@ class BedrockProvider:
     ) -> AsyncIterator[ChatChunk]:
         body = orjson.dumps(to_converse(request))
         translator = ConverseStreamTranslator(request.get("model") or upstream.model)
+        from botocore.eventstream import EventStreamBuffer  # see `signed_headers`
+
         buffer = EventStreamBuffer()
         async with _post(http, upstream, "converse-stream", body, accept=EVENTSTREAM) as response:
             async for data in response.content.iter_any():
@@ -196,6 +197,11 @@ def signed_headers(upstream: Upstream, url: str, body: bytes, *, accept: str) ->
     access_key = options.get("aws_access_key_id")
     secret_key = options.get("aws_secret_access_key")
     if access_key and secret_key:
+        # Imported here: botocore weighs about 7 MB, paid only by a gateway that uses Bedrock.
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
         credentials = Credentials(access_key, secret_key, options.get("aws_session_token") or None)
         request = AWSRequest(method="POST", url=url, data=body, headers=headers)
         SigV4Auth(credentials, SERVICE, region_of(upstream)).add_auth(request)
@@ -211,6 +217,8 @@ def signed_headers(upstream: Upstream, url: str, body: bytes, *, accept: str) ->
 
 def _events(buffer: EventStreamBuffer) -> Iterator[tuple[str, dict[str, Any]]]:
     """The complete events in the buffer; exception frames raise `UpstreamError`."""
+    from botocore.eventstream import ParserError
+
     try:
         for message in buffer:
             headers = cast(dict[str, Any], message.headers)

@@ -1,0 +1,43 @@
+"""Process tuning for a long-running server, applied by `create_app` (what `capstan serve` runs)
+and never in tests or one-shot commands, which build many apps in one process.
+
+Both are measured in docs/benchmarks.md:
+- `gc.freeze()` after start-up moves everything start-up built (FastAPI, SQLAlchemy, pydantic,
+  the routing table) out of the collector's reach; without it, each full collection walks those
+  objects and stalls the event loop for tens of milliseconds (p99 at concurrency 16: 90 ms
+  before, under 10 ms after).
+- Two malloc arenas instead of glibc's eight per core: the data plane's threads (database
+  inserts, fsync, key lookups) otherwise each grow an arena of their own (RSS about 13 MB
+  lower under load, no measurable cost in speed).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import logging
+
+log = logging.getLogger(__name__)
+
+_M_ARENA_MAX = -8  # glibc's mallopt parameter number
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> None:
+    """glibc only, and only before the process starts its threads; elsewhere a no-op."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return
+    if mallopt(_M_ARENA_MAX, count) != 1:
+        log.debug("mallopt(M_ARENA_MAX) refused")
+
+
+def freeze_startup_objects() -> None:
+    gc.collect()
+    gc.freeze()
