@@ -16,8 +16,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from capstan.errors import StoreUnavailable
 from capstan.events.orphans import Orphan
-from capstan.events.spool import Segment, read_segment, remove_segments, write_rejected
-from capstan.events.store import insert_events
+from capstan.events.spool import (
+    Segment,
+    read_lines,
+    read_segment,
+    remove_segments,
+    write_rejected,
+)
+from capstan.events.store import insert_events, insert_json_lines
 from capstan.store.engine import Store, is_unavailable
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,31 @@ class Inserter:
 
     def process(self, unit: Unit) -> Outcome:
         """Read, insert, then delete. Raises while the store is down, with nothing deleted."""
+        outcome = self._process_raw(unit)
+        if outcome is None:
+            outcome = self._process_events(unit)
+        remove_segments(unit.segments)
+        if unit.finishes_orphan and unit.orphan is not None:
+            unit.orphan.finish()
+        return outcome
+
+    def _process_raw(self, unit: Unit) -> Outcome | None:
+        """SQLite's fast path: the spooled lines go to the database as they are, one JSON array,
+        without being parsed here, so this thread holds the GIL (which the request path needs)
+        only to read the files. None when the database refuses the batch (a torn or bad line,
+        a value it cannot store): the careful path then reads event by event."""
+        if unit.source == "memory" or self.store.dialect != "sqlite":
+            return None
+        lines = [line for s in unit.segments for line in read_lines(s.path) if line]
+        if len(lines) > self.batch_size * 4:  # adopted spools can be large: go in batches
+            return None
+        try:
+            new = insert_json_lines(self.store, lines)
+        except Exception:  # SQLite reports bad JSON as an OperationalError, like an outage:
+            return None  # the careful path tells the two apart
+        return Outcome(events=len(lines), new=new)
+
+    def _process_events(self, unit: Unit) -> Outcome:
         outcome = Outcome()
         events = unit.events
         if unit.source != "memory":
@@ -81,9 +112,6 @@ class Inserter:
             except OSError:
                 log.exception("could not keep %d refused request event(s)", len(refused))
                 outcome.lost = len(refused)
-        remove_segments(unit.segments)
-        if unit.finishes_orphan and unit.orphan is not None:
-            unit.orphan.finish()
         return outcome
 
     def _insert_isolating(self, events: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:

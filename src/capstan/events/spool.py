@@ -242,17 +242,21 @@ def sync_and_close(fds: list[int]) -> None:
             os.close(fd)
 
 
+def read_lines(path: Path) -> list[bytes]:
+    """A segment's lines as written (empty if another adopter already removed it)."""
+    try:
+        return path.read_bytes().split(b"\n")
+    except FileNotFoundError:
+        return []
+
+
 def read_segment(path: Path) -> tuple[list[dict[str, Any]], int]:
     """The events in a segment and the number of lines that were not events. The last line of
     a segment whose writer died mid-write may be torn; any other bad line means damage, and is
     counted too. A segment another adopter already finished and removed reads as empty."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return [], 0
     events: list[dict[str, Any]] = []
     corrupt = 0
-    for line in data.split(b"\n"):
+    for line in read_lines(path):
         if not line:
             continue
         try:

@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import String, Table, Uuid, text
+from sqlalchemy import Result, String, Table, Uuid, text
 
 from capstan.clock import as_utc
 from capstan.store.engine import Store
@@ -101,11 +101,12 @@ def _sqlite_value(name: str) -> str:
 # The batch travels as one JSON array that SQLite unpacks itself (json_each): the inserter
 # thread then spends its time inside SQLite, which releases the GIL, instead of in Python
 # building 25 bound parameters per row, which would hold it against the event loop.
-# RETURNING lists only the rows that were new, so counts exclude replayed duplicates.
+# The row count is of the rows that were new, so counts exclude replayed duplicates (and no
+# row comes back to Python to be counted).
 _SQLITE_INSERT = text(
     f"INSERT INTO request_events ({', '.join(_COLUMNS)}) "  # noqa: S608 - model's columns
     f"SELECT {', '.join(_sqlite_value(c) for c in _COLUMNS)} FROM json_each(:rows) WHERE true "
-    "ON CONFLICT DO NOTHING RETURNING id"
+    "ON CONFLICT DO NOTHING"
 )
 # On PostgreSQL the whole batch travels as one JSON document and the server unpacks it: several
 # times faster than a 25-column multi-row VALUES, and far less Python work in the gateway
@@ -114,7 +115,7 @@ _NAMES = ", ".join(_COLUMNS)
 _POSTGRESQL_INSERT = text(
     f"INSERT INTO request_events ({_NAMES}) SELECT {_NAMES} "  # noqa: S608 - model's columns
     "FROM json_populate_recordset(NULL::request_events, CAST(:rows AS json)) "
-    "ON CONFLICT DO NOTHING RETURNING id"
+    "ON CONFLICT DO NOTHING"
 )
 
 
@@ -129,11 +130,27 @@ def insert_events(store: Store, events: list[dict[str, Any]]) -> int:
     with store.write() as session:
         if store.dialect == "postgresql":
             document = orjson.dumps([normalise(event) for event in events]).decode()
-            return len(session.execute(_POSTGRESQL_INSERT, {"rows": document}).all())
+            return _inserted(session.execute(_POSTGRESQL_INSERT, {"rows": document}))
         for event in events:  # what SQL cannot check: a time it would misread
             _check_sqlite_event(event)
         document = orjson.dumps(events).decode()
-        return len(session.execute(_SQLITE_INSERT, {"rows": document}).all())
+        return _inserted(session.execute(_SQLITE_INSERT, {"rows": document}))
+
+
+def insert_json_lines(store: Store, lines: list[bytes]) -> int:
+    """SQLite: insert spooled lines (each one event's JSON) without parsing them in Python.
+    The gateway writes `created_at` in UTC, which is all `_check_sqlite_event` would check; a
+    line SQLite cannot read fails the whole batch, and the caller takes the careful path."""
+    if not lines:
+        return 0
+    document = (b"[" + b",".join(lines) + b"]").decode()
+    with store.write() as session:
+        return _inserted(session.execute(_SQLITE_INSERT, {"rows": document}))
+
+
+def _inserted(result: Result[Any]) -> int:
+    count: int = getattr(result, "rowcount", 0)
+    return count
 
 
 def _check_sqlite_event(event: Mapping[str, Any]) -> None:

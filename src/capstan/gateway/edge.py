@@ -18,7 +18,7 @@ from capstan.api.auth import presented_key
 from capstan.errors import CapstanError
 from capstan.gateway.attempts import Attempts, Deadline
 from capstan.gateway.errors import GatewayError, invalid
-from capstan.gateway.providers.base import FailureKind, UpstreamError
+from capstan.gateway.providers.base import FailureKind, UpstreamError, WireJSON
 from capstan.gateway.recording import CLIENT_CLOSED, CallRecord, parse_tags
 from capstan.identity.principal import Principal
 from capstan.identity.roles import Permission
@@ -103,7 +103,9 @@ _JSON_TYPE = (b"content-type", b"application/json")
 def json_response(
     data: Any, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
-    return JSONBytes(orjson.dumps(data), status, headers)
+    """`data` as JSON; an upstream's own object (`WireJSON`) goes out as the bytes it came in."""
+    body = data.raw if isinstance(data, WireJSON) else orjson.dumps(data)
+    return JSONBytes(body, status, headers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,17 @@ pipeline, breakers and concurrency limits are read at scrape time by a collector
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,82 +38,131 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 
+class _Histogram:
+    """Bucket counts, their sum and count; cumulative only when exported."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, value)] += 1
+        self.total += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        cumulative: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), self.counts, strict=True):
+            running += count
+            cumulative.append(("+Inf" if bound == float("inf") else str(bound), running))
+        return cumulative
+
+
+class _Series:
+    """What one (route, deployment, status) has seen."""
+
+    __slots__ = ("attempts", "latency", "requests", "tokens", "ttft")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.attempts = 0
+        self.latency = _Histogram()
+        self.ttft = _Histogram()
+        self.tokens = {"prompt": 0, "completion": 0, "cached": 0}
+
+
 class GatewayMetrics:
+    """Counts on the request path with plain integers and lists (the event loop is the only
+    writer), turned into Prometheus families when scraped: prometheus-client's own metric
+    objects take a lock and validate labels on every update, a measurable share of a call."""
+
     def __init__(self, gateway: Gateway) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "capstan_requests",
-            "Data-plane requests, by route, serving deployment and HTTP status.",
-            ["route", "deployment", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "capstan_request_duration_seconds",
-            "Time from arrival to the last byte (streams) or the response (plain calls).",
-            ["route", "deployment"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.ttft = Histogram(
-            "capstan_time_to_first_byte_seconds",
-            "Streams: time from arrival to the first byte sent to the client.",
-            ["deployment"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.attempts = Counter(
-            "capstan_upstream_attempts",
-            "Upstream calls made, retries and fallbacks included.",
-            ["route"],
-            registry=self.registry,
-        )
-        self.tokens = Counter(
-            "capstan_tokens",
-            "Tokens reported by upstreams, by deployment and kind (prompt, completion, cached).",
-            ["deployment", "kind"],
-            registry=self.registry,
-        )
-        self.registry.register(_StateCollector(gateway))
-        # `labels()` validates and locks on every call; the label sets are few (configuration
-        # names and statuses), so each series is looked up once and kept.
+        self.registry = CollectorRegistry(auto_describe=False)
         self._series: dict[tuple[str, str, int], _Series] = {}
+        self.registry.register(_RequestCollector(self._series))
+        self.registry.register(_StateCollector(gateway))
 
     def observe(self, event: dict[str, Any]) -> None:
-        route, deployment, status = event["route"], event["deployment"] or "", event["status"]
-        series = self._series.get((route, deployment, status))
+        key = (event["route"], event["deployment"] or "", event["status"])
+        series = self._series.get(key)
         if series is None:
-            series = self._series[(route, deployment, status)] = _Series(
-                self, route, deployment, status
-            )
-        series.requests.inc()
+            series = self._series[key] = _Series()
+        series.requests += 1
         series.latency.observe(event["latency_ms"] / 1000)
-        if event["attempts"]:
-            series.attempts.inc(event["attempts"])
+        series.attempts += event["attempts"]
         if event["ttft_ms"] is not None and event["stream"]:
             series.ttft.observe(event["ttft_ms"] / 1000)
-        for kind, counter in series.tokens:
-            count = event[kind]
+        tokens = series.tokens
+        for kind in ("prompt", "completion", "cached"):
+            count = event[f"{kind}_tokens"]
             if count:
-                counter.inc(count)
+                tokens[kind] += count
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
 
-class _Series:
-    """The metric children of one (route, deployment, status)."""
+class _RequestCollector(Collector):
+    """The request metrics, summed from the series when scraped."""
 
-    __slots__ = ("attempts", "latency", "requests", "tokens", "ttft")
+    def __init__(self, series: dict[tuple[str, str, int], _Series]) -> None:
+        self.series = series
 
-    def __init__(self, metrics: GatewayMetrics, route: str, deployment: str, status: int) -> None:
-        self.requests = metrics.requests.labels(route, deployment, str(status))
-        self.latency = metrics.latency.labels(route, deployment)
-        self.attempts = metrics.attempts.labels(route)
-        self.ttft = metrics.ttft.labels(deployment)
-        self.tokens = [
-            (f"{kind}_tokens", metrics.tokens.labels(deployment, kind))
-            for kind in ("prompt", "completion", "cached")
-        ]
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "capstan_requests",
+            "Data-plane requests, by route, serving deployment and HTTP status.",
+            labels=["route", "deployment", "status"],
+        )
+        latency = HistogramMetricFamily(
+            "capstan_request_duration_seconds",
+            "Time from arrival to the last byte (streams) or the response (plain calls).",
+            labels=["route", "deployment"],
+        )
+        ttft = HistogramMetricFamily(
+            "capstan_time_to_first_byte_seconds",
+            "Streams: time from arrival to the first byte sent to the client.",
+            labels=["deployment"],
+        )
+        attempts = CounterMetricFamily(
+            "capstan_upstream_attempts",
+            "Upstream calls made, retries and fallbacks included.",
+            labels=["route"],
+        )
+        tokens = CounterMetricFamily(
+            "capstan_tokens",
+            "Tokens reported by upstreams, by deployment and kind (prompt, completion, cached).",
+            labels=["deployment", "kind"],
+        )
+        by_latency: dict[tuple[str, str], _Histogram] = {}
+        by_ttft: dict[str, _Histogram] = {}
+        by_route: dict[str, int] = {}
+        by_tokens: dict[tuple[str, str], int] = {}
+        for (route, deployment, status), series in sorted(list(self.series.items())):
+            requests.add_metric([route, deployment, str(status)], series.requests)
+            _merge(by_latency.setdefault((route, deployment), _Histogram()), series.latency)
+            _merge(by_ttft.setdefault(deployment, _Histogram()), series.ttft)
+            by_route[route] = by_route.get(route, 0) + series.attempts
+            for kind, count in series.tokens.items():
+                by_tokens[(deployment, kind)] = by_tokens.get((deployment, kind), 0) + count
+        for (route, deployment), histogram in by_latency.items():
+            latency.add_metric([route, deployment], histogram.buckets(), histogram.total)
+        for deployment, histogram in by_ttft.items():
+            if any(histogram.counts):
+                ttft.add_metric([deployment], histogram.buckets(), histogram.total)
+        for route, count in by_route.items():
+            attempts.add_metric([route], count)
+        for (deployment, kind), count in by_tokens.items():
+            if count:
+                tokens.add_metric([deployment, kind], count)
+        yield from (requests, latency, ttft, attempts, tokens)
+
+
+def _merge(into: _Histogram, other: _Histogram) -> None:
+    into.counts = [a + b for a, b in zip(into.counts, other.counts, strict=True)]
+    into.total += other.total
 
 
 class _StateCollector(Collector):

@@ -29,6 +29,7 @@ from capstan.gateway.edge import (
     served_headers,
 )
 from capstan.gateway.errors import GatewayError
+from capstan.gateway.providers.base import WireJSON
 from capstan.gateway.recording import CallRecord
 
 
@@ -71,7 +72,8 @@ async def _stream_chat(admitted: Admitted, record: CallRecord) -> Response:
         elif text is not None:
             text.extend(_delta_text(chunk))
             record.response_body = {"text": "".join(text)}
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+        raw = chunk.raw if isinstance(chunk, WireJSON) else orjson.dumps(chunk)
+        return b"data: " + raw + b"\n\n"
 
     first, rest, served = await admitted.attempts.stream(open_stream)
     return event_stream(

@@ -33,6 +33,18 @@ EmbeddingRequest = dict[str, Any]
 EmbeddingResponse = dict[str, Any]
 
 
+class WireJSON(dict[str, Any]):
+    """A JSON object exactly as the upstream sent it, with those bytes in `raw`: when the client
+    speaks the upstream's format, the gateway forwards `raw` instead of encoding the object
+    again. Whoever changes the object must make a new dict (a plain one), never mutate this."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, data: dict[str, Any], raw: bytes) -> None:
+        super().__init__(data)
+        self.raw = raw
+
+
 @dataclass(frozen=True, slots=True)
 class Upstream:
     """Where one call goes: a deployment resolved against its provider, credentials included.

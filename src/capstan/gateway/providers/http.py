@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from capstan.gateway.providers.base import FailureKind, Upstream, UpstreamError
+from capstan.gateway.providers.base import FailureKind, Upstream, UpstreamError, WireJSON
 
 _CONTEXT_HINTS = (
     "context length",
@@ -160,7 +160,7 @@ async def post_json(
     read_error: ErrorReader = upstream_error,
 ) -> dict[str, Any]:
     """POST `payload` as JSON (`headers` carry the content type) and return the JSON object
-    the vendor answered."""
+    the vendor answered, with its bytes (`WireJSON`)."""
     async with upstream_post(
         http,
         url,
@@ -170,7 +170,7 @@ async def post_json(
         read_error=read_error,
     ) as response:
         raw = await response.read()
-    return json_object(raw)
+    return WireJSON(json_object(raw), raw)
 
 
 def json_object(

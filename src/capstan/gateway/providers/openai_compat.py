@@ -27,6 +27,7 @@ from capstan.gateway.providers.base import (
     FailureKind,
     Upstream,
     UpstreamError,
+    WireJSON,
 )
 from capstan.gateway.providers.http import (
     extra_headers,
@@ -110,7 +111,9 @@ class OpenAICompatProvider:
                     last_usage = usage
                     if not chunk.get("choices"):
                         continue  # this adapter sends the usage chunk last
-                yield chunk
+                    yield chunk
+                else:  # unchanged (a `"usage": null` is what OpenAI itself sends): forwardable
+                    yield WireJSON(chunk, data.encode())
             else:
                 raise UpstreamError(
                     FailureKind.CONNECTION, "the upstream stream ended before [DONE]"
