@@ -2,50 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
 from capstan.cli import output
 from capstan.cli import requests as requests_cli
-from capstan.cli.main import run
-from tests.conftest import TEST_MASTER_KEY, Capstan
+from tests.conftest import Capstan
 from tests.events.test_requests_api import T0, Tree, event, insert, make_tree, newest_first
 from tests.servers import RunningServer
-
-
-class Cli:
-    """Runs the CLI in-process, against the local store or, with `remote()`, a server."""
-
-    def __init__(self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-        self.capsys = capsys
-        self.monkeypatch = monkeypatch
-
-    def local(self, capstan: Capstan) -> Cli:
-        self.monkeypatch.delenv("CAPSTAN_URL", raising=False)
-        self.monkeypatch.delenv("CAPSTAN_API_KEY", raising=False)
-        self.monkeypatch.setenv("CAPSTAN_HOME", str(capstan.settings.home))
-        self.monkeypatch.setenv("CAPSTAN_DATABASE_URL", capstan.settings.resolved_database_url)
-        self.monkeypatch.setenv("CAPSTAN_MASTER_KEY", TEST_MASTER_KEY)
-        return self
-
-    def remote(self, server: RunningServer, key: str) -> Cli:
-        self.monkeypatch.setenv("CAPSTAN_URL", server.url)
-        self.monkeypatch.setenv("CAPSTAN_API_KEY", key)
-        return self
-
-    def __call__(self, *argv: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        code = run(list(argv))
-        captured = self.capsys.readouterr()
-        return code, captured.out, captured.err
-
-    def json(self, *argv: str) -> Any:
-        code, out, err = self(*argv, "--json")
-        assert code == 0, err
-        return json.loads(out)
+from tests.test_cli import Cli
 
 
 @pytest.fixture
