@@ -229,12 +229,16 @@ class Attempts:
         budget = min(deployment.upstream.timeout_s, remaining, idle)
         slot = self.gateway.limits.for_deployment(deployment.name, deployment.max_concurrency)
         acquired = False
+
+        async def in_slot(slot: ConcurrencyLimit) -> R:
+            nonlocal acquired
+            await slot.acquire()
+            acquired = True
+            return await one(deployment, idle)
+
         try:
-            async with asyncio.timeout(budget):
-                if slot is not None:
-                    await slot.acquire()
-                    acquired = True
-                result = await one(deployment, idle)
+            call = one(deployment, idle) if slot is None else in_slot(slot)
+            result = await _within(budget, call)
         except TimeoutError as exc:
             if acquired and slot is not None:
                 slot.release()
@@ -290,8 +294,7 @@ class Attempts:
         try:
             while True:
                 try:
-                    async with asyncio.timeout(idle):
-                        item = await anext(stream)
+                    item = await _within(idle, anext(stream))
                 except StopAsyncIteration:
                     return
                 except TimeoutError as exc:
@@ -308,6 +311,30 @@ class Attempts:
             await close_stream(stream)
             if slot is not None:
                 slot.release()
+
+
+async def _within(seconds: float, awaitable: Awaitable[R]) -> R:
+    """`await awaitable`, or TimeoutError after `seconds`: what `asyncio.timeout` does, with
+    one timer handle and no context-manager state machine, on a path every attempt takes."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    fired = False
+
+    def expire() -> None:
+        nonlocal fired
+        fired = True
+        task.cancel()
+
+    handle = loop.call_at(loop.time() + seconds, expire)
+    try:
+        return await awaitable
+    except asyncio.CancelledError:
+        if fired and task.uncancel() == 0:
+            raise TimeoutError from None
+        raise
+    finally:
+        handle.cancel()
 
 
 async def close_stream(stream: AsyncIterator[object]) -> None:
