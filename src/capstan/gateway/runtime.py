@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import uuid
 
 import aiohttp
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 # No cap on the pool: concurrency is bounded where it means something (a deployment's
 # `max_concurrency`), and a capped connector costs about 3 % of throughput in bookkeeping.
 POOL_SIZE = 0
+RELOAD_RETRY_S = 1.0
 
 
 class Gateway:
@@ -52,7 +54,9 @@ class Gateway:
         self._table: RoutingTable | None = None
         self._http: aiohttp.ClientSession | None = None
         self._reload: asyncio.Task[None] | None = None
-        self._stale = True
+        # Config changes seen, and how many of them the current snapshot reflects.
+        self._wanted, self._loaded = 1, 0
+        self._retry_at = 0.0
         self.started = False
         # Candidate lists of the names whose order never changes, for the current table.
         self._memo: dict[str, list[Deployment]] = {}
@@ -96,35 +100,50 @@ class Gateway:
         return self._http
 
     async def routing_table(self) -> RoutingTable:
-        """The current snapshot; after a change it waits for the reload, so a request that
-        follows a configuration change always sees it."""
-        if self._stale or self._table is None:
-            if self._reload is not None and not self._reload.done():
-                await asyncio.shield(self._reload)
-            if self._stale or self._table is None:
-                await self.reload()
+        """The current snapshot. After a change it waits for the reload, so a request that
+        follows a configuration change always sees it (a load that was already running when
+        the change landed does not count); while the database cannot be read it serves the
+        last snapshot, trying the load again at most once a second."""
+        table = self._table
+        if table is not None and (
+            self._loaded == self._wanted or time.monotonic() < self._retry_at
+        ):
+            return table
+        await asyncio.shield(self._reloading())
         assert self._table is not None
         return self._table
 
+    def _reloading(self) -> asyncio.Task[None]:
+        """The load in flight, or a new one."""
+        if self._reload is None or self._reload.done():
+            self._reload = asyncio.get_running_loop().create_task(self.reload())
+        return self._reload
+
     async def reload(self) -> None:
-        """Build a new snapshot in a thread (it reads the database) and swap it in whole."""
-        self._stale = False  # a change landing during the load marks it stale again
-        try:
-            self._table = await asyncio.to_thread(
-                load_routing_table, self.services.store, self.services.vault
-            )
-        except Exception as exc:  # keep serving the previous snapshot; retry on next change
-            if self._table is None:
-                self._stale = True
-                raise
-            log.warning("routing reload failed, keeping the previous snapshot: %s", exc)
+        """Build a new snapshot in a thread (it reads the database) and swap it in whole;
+        again, if a change landed while it loaded."""
+        while True:
+            wanted = self._wanted
+            try:
+                table = await asyncio.to_thread(
+                    load_routing_table, self.services.store, self.services.vault
+                )
+            except Exception as exc:  # keep serving the previous snapshot
+                if self._table is None:
+                    raise
+                self._retry_at = time.monotonic() + RELOAD_RETRY_S
+                log.warning("routing reload failed, keeping the previous snapshot: %s", exc)
+                return
+            self._table, self._loaded = table, wanted
+            if wanted == self._wanted:
+                return
 
     def config_changed(self) -> None:
         """Called on the event loop when the config version moves (a poll, Redis, or a change
-        committed by this process): mark the snapshot stale and start loading the next one."""
-        self._stale = True
-        if self._reload is None or self._reload.done():
-            self._reload = asyncio.get_running_loop().create_task(self.reload())
+        committed by this process): the snapshot is stale; start loading the next one."""
+        self._wanted += 1
+        self._retry_at = 0.0
+        self._reloading()
 
     async def targets(self, model: str) -> tuple[list[Deployment], Alias | None]:
         """The deployments to try for `model` (an alias or a deployment), best first, and the
