@@ -103,9 +103,11 @@ class ConfigWatcher:
             log.debug("config version poll failed: %s", exc)
             return
         if version != self._seen:
-            if self._seen is not None:
-                self.on_change()
+            # The first reading too: a change may have landed between the caches being filled
+            # at start (keys, the routing snapshot) and this first poll; one reload too many
+            # at start is cheap, a missed change is served stale until the next one.
             self._seen = version
+            self.on_change()
 
     async def _poll(self) -> None:
         while True:
