@@ -33,6 +33,8 @@ CLIENT_CLOSED = 499
 def parse_tags(header: str | None, metadata: Any) -> dict[str, str]:
     """Tags from `x-capstan-tags: k=v,k2=v2` and the body's `metadata` object (string values),
     the header winning; bounded, so a client cannot bloat the event table through them."""
+    if not header and not metadata:
+        return {}
     tags: dict[str, str] = {}
     if isinstance(metadata, dict):
         for key, value in metadata.items():
