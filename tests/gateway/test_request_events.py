@@ -10,6 +10,7 @@ from typing import Any
 
 import anthropic
 import httpx
+import orjson
 import pytest
 
 from tests.gateway.setup import DEPLOYMENTS, GatewayUnderTest, request_event
@@ -107,9 +108,8 @@ def test_payloads_are_not_kept_by_default(http: httpx.Client) -> None:
     assert recorded["payload"] is None
 
 
-def test_payloads_are_kept_when_the_project_opts_in(
-    gateway: GatewayUnderTest, http: httpx.Client
-) -> None:
+def logging_project_key(http: httpx.Client) -> dict[str, Any]:
+    """A service key of a new project that logs payloads."""
     suffix = uuid.uuid4().hex[:8]
     http.post("/api/v1/departments", json={"name": f"d-{suffix}"}).raise_for_status()
     team = {"name": f"t-{suffix}", "department": f"d-{suffix}"}
@@ -117,18 +117,46 @@ def test_payloads_are_kept_when_the_project_opts_in(
     project = {"name": f"p-{suffix}", "team": f"t-{suffix}", "log_payloads": True}
     http.post("/api/v1/projects", json=project).raise_for_status()
     key = http.post("/api/v1/keys", json={"role": "service", "project": f"p-{suffix}"})
-    headers = {"Authorization": f"Bearer {key.json()['key']}"}
+    issued: dict[str, Any] = key.json()
+    return issued
 
+
+def as_analyst(http: httpx.Client) -> None:
+    """Admins may not read payloads; analysts may."""
     analyst = http.post("/api/v1/keys", json={"role": "analyst"}).json()["key"]
+    http.headers["Authorization"] = f"Bearer {analyst}"
 
-    response = chat(http, headers=headers)
 
-    http.headers["Authorization"] = f"Bearer {analyst}"  # admins may not read payloads
+def test_payloads_are_kept_when_the_project_opts_in(http: httpx.Client) -> None:
+    key = logging_project_key(http)
+
+    response = chat(http, headers={"Authorization": f"Bearer {key['key']}"})
+
+    as_analyst(http)
     recorded = request_event(http, response.headers["x-capstan-request-id"])
     assert recorded["payload"]["request"]["messages"][0]["content"] == "hello there"
     answer = response.json()["choices"][0]["message"]["content"]
     assert recorded["payload"]["response"]["choices"][0]["message"]["content"] == answer
-    assert recorded["project_id"] == key.json()["project_id"]
+    assert recorded["project_id"] == key["project_id"]
+
+
+def test_a_streamed_answer_is_kept_as_its_text(http: httpx.Client) -> None:
+    key = logging_project_key(http)
+    body = {"model": OPENAI, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Authorization": f"Bearer {key['key']}"}
+    with http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: {")]
+    pieces = [
+        choice["delta"].get("content") or ""
+        for line in lines
+        for choice in orjson.loads(line[6:]).get("choices", [])
+    ]
+
+    as_analyst(http)
+    recorded = request_event(http, response.headers["x-capstan-request-id"])
+
+    assert recorded["payload"]["response"] == {"text": "".join(pieces)}
+    assert recorded["payload"]["response"]["text"]
 
 
 def test_a_stream_leaves_its_usage_and_time_to_first_byte(http: httpx.Client) -> None:

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from capstan.gateway import validation
-from capstan.gateway.attempts import close_stream
+from capstan.gateway.attempts import Served, close_stream
 from capstan.gateway.config.snapshot import Deployment
 from capstan.gateway.dialects.anthropic import (
     AnthropicStreamTranslator,
@@ -75,8 +75,7 @@ async def create_message(request: Request, record: CallRecord) -> Response:
 
     message, served = await admitted.attempts.answer(call)
     record.anthropic_usage(message.get("usage"))
-    if record.keeps_payloads:
-        record.response_body = message
+    record.answered(message)
     return json_response(message, headers=served_headers(record, served))
 
 
@@ -84,7 +83,6 @@ async def _stream(
     admitted: Admitted, translated: dict[str, Any] | None, beta: str | None, record: CallRecord
 ) -> Response:
     gateway, body = admitted.gateway, admitted.body
-    text: list[str] | None = [] if record.keeps_payloads else None
 
     def encode(event: Event) -> bytes:
         name, data = event
@@ -92,11 +90,10 @@ async def _stream(
             record.anthropic_usage((data.get("message") or {}).get("usage"))
         elif name == "message_delta":
             record.anthropic_usage(data.get("usage"))
-        elif text is not None and name == "content_block_delta":
+        elif name == "content_block_delta" and record.keeps_payloads:
             delta = data.get("delta") or {}
             if isinstance(delta.get("text"), str):
-                text.append(delta["text"])
-                record.response_body = {"text": "".join(text)}
+                record.streamed(delta["text"])
         return sse_bytes(name, data)
 
     def open_stream(deployment: Deployment) -> AsyncIterator[Event]:
@@ -147,8 +144,7 @@ async def count_tokens(request: Request, record: CallRecord) -> Response:
     headers = {"x-capstan-request-id": record.id}
     native = next((d for d in targets if d.kind == NATIVE_KIND), None)
     if native is not None:
-        record.deployment, record.provider = native.name, native.provider
-        record.upstream_model, record.attempts = native.model, 1
+        record.served_by(Served(native, attempts=1))
         counted = await anthropic_wire.count_tokens(
             gateway.http, native.upstream, body, request.headers.get("anthropic-beta")
         )

@@ -5,7 +5,6 @@ one request event behind, written before the response's last byte goes out."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -113,7 +112,6 @@ class Admitted:
     """A request that passed the edge: who asked, for what, and how its attempts will run."""
 
     gateway: Gateway
-    principal: Principal
     body: dict[str, Any]
     model: str
     targets: list[Deployment]
@@ -157,7 +155,7 @@ async def admit(
         record,
         content_policy_fallback=alias is not None and alias.fallback_on_content_policy,
     )
-    return Admitted(gateway, principal, body, model, targets, attempts)
+    return Admitted(gateway, body, model, targets, attempts)
 
 
 def event_stream(
@@ -207,14 +205,9 @@ def event_stream(
             finish()
             yield error_event(error)
             return
-        except (asyncio.CancelledError, GeneratorExit):
-            record.status = CLIENT_CLOSED
-            record.error_type = "client_closed"
-            finish()
-            raise
         finally:
             await rest.aclose()
-            if not finished:  # the client left while we waited: no exception reached us
+            if not finished:  # the client left (cancelled, or the generator closed early)
                 record.status, record.error_type = CLIENT_CLOSED, "client_closed"
                 finish()
         if end:

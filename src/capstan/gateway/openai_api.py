@@ -49,15 +49,13 @@ async def chat_completions(request: Request, record: CallRecord) -> Response:
 
     completion, served = await admitted.attempts.answer(call)
     record.openai_usage(completion.get("usage"))
-    if record.keeps_payloads:
-        record.response_body = completion
+    record.answered(completion)
     return json_response(completion, headers=served_headers(record, served))
 
 
 async def _stream_chat(admitted: Admitted, record: CallRecord) -> Response:
     gateway, body = admitted.gateway, admitted.body
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    text: list[str] | None = [] if record.keeps_payloads else None
 
     def open_stream(deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
         provider = gateway.provider(deployment.kind)
@@ -69,9 +67,9 @@ async def _stream_chat(admitted: Admitted, record: CallRecord) -> Response:
             record.openai_usage(chunk["usage"])
             if not wants_usage:
                 return None
-        elif text is not None:
-            text.extend(_delta_text(chunk))
-            record.response_body = {"text": "".join(text)}
+        elif record.keeps_payloads:
+            for piece in _delta_text(chunk):
+                record.streamed(piece)
         raw = chunk.raw if isinstance(chunk, WireJSON) else orjson.dumps(chunk)
         return b"data: " + raw + b"\n\n"
 

@@ -68,6 +68,7 @@ class CallRecord:
         "provider",
         "request_body",
         "response_body",
+        "response_text",
         "route",
         "started",
         "status",
@@ -100,10 +101,22 @@ class CallRecord:
         self.tags: dict[str, str] = {}
         self.request_body: Any = None
         self.response_body: Any = None
+        self.response_text: list[str] = []
 
     @property
     def keeps_payloads(self) -> bool:
         return self.principal is not None and self.principal.log_payloads
+
+    def answered(self, response: Any) -> None:
+        """The whole response, kept when the project logs payloads."""
+        if self.keeps_payloads:
+            self.response_body = response
+
+    def streamed(self, text: str) -> None:
+        """A piece of a streamed answer, kept when the project logs payloads (joined once,
+        when the event is written)."""
+        if self.keeps_payloads:
+            self.response_text.append(text)
 
     def served_by(self, served: Served) -> None:
         deployment = served.deployment
@@ -156,7 +169,10 @@ class CallRecord:
         scope = principal.scope if principal is not None else None
         payload = None
         if self.keeps_payloads:
-            payload = {"request": self.request_body, "response": self.response_body}
+            response = self.response_body
+            if self.response_text:
+                response = {"text": "".join(self.response_text)}
+            payload = {"request": self.request_body, "response": response}
         return {
             "id": self.id,
             "created_at": self.created_at,

@@ -88,11 +88,12 @@ class Gateway:
         return self._table.org_id if self._table is not None else None
 
     def finish(self, record: CallRecord) -> None:
-        """The request is over (or its last byte is about to go): count it and spool its event."""
+        """The request is over (or its last byte is about to go): count it and spool its event.
+        (An event without an organization, before any routing snapshot loaded, is refused by
+        the store and kept in the spool's `rejected/` folder, never dropped.)"""
         event = record.event()
         self.metrics.observe(event)
-        if event["org_id"] is not None:
-            self.events.record(event)
+        self.events.record(event)
 
     @property
     def http(self) -> aiohttp.ClientSession:
