@@ -253,7 +253,6 @@ class Attempts:
 
     async def _between_rounds(self, pending: list[_Candidate], tried: bool, round_: int) -> None:
         """Wait for the next round, or end the request when no round could help."""
-        names = [d.name for d in self.candidates]
         if not pending:
             raise self._final_error()
         now = time.monotonic()
@@ -266,7 +265,7 @@ class Attempts:
                     "every deployment for this model is unavailable: its circuit breaker is open",
                     type="upstream_error",
                     code="circuit_open",
-                    retry_after=self.gateway.breakers.retry_in(names),
+                    retry_after=self.gateway.breakers.retry_in(d.name for d in self.candidates),
                 )
             raise self._final_error()
         settings = self.gateway.settings
