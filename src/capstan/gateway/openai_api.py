@@ -8,7 +8,7 @@ exception class for it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import orjson
@@ -43,9 +43,8 @@ async def chat_completions(request: Request, record: CallRecord) -> Response:
     if body.get("stream"):
         return await _stream_chat(admitted, record)
 
-    async def call(deployment: Deployment) -> dict[str, Any]:
-        provider = gateway.provider(deployment.kind)
-        return await provider.chat(gateway.http, deployment.upstream, body)
+    def call(deployment: Deployment) -> Awaitable[dict[str, Any]]:  # not async: a frame less
+        return gateway.provider(deployment.kind).chat(gateway.http, deployment.upstream, body)
 
     completion, served = await admitted.attempts.answer(call)
     record.openai_usage(completion.get("usage"))

@@ -142,12 +142,8 @@ async def upstream_post(
             yield response
     except UpstreamError:
         raise
-    except TimeoutError as exc:
-        raise UpstreamError(FailureKind.TIMEOUT, "the upstream did not answer in time") from exc
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(
-            FailureKind.CONNECTION, f"could not reach the upstream: {type(exc).__name__}"
-        ) from exc
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise _transport_failure(exc) from exc
 
 
 async def post_json(
@@ -160,17 +156,28 @@ async def post_json(
     read_error: ErrorReader = upstream_error,
 ) -> dict[str, Any]:
     """POST `payload` as JSON (`headers` carry the content type) and return the JSON object
-    the vendor answered, with its bytes (`WireJSON`)."""
-    async with upstream_post(
-        http,
-        url,
-        headers=headers,
-        body=orjson.dumps(payload),
-        timeout_s=timeout_s,
-        read_error=read_error,
-    ) as response:
-        raw = await response.read()
+    the vendor answered, with its bytes (`WireJSON`). What `upstream_post` does, without its
+    context-manager frames: most model calls come through here."""
+    try:
+        async with http.post(
+            url, data=orjson.dumps(payload), headers=headers, timeout=_read_timeout(timeout_s)
+        ) as response:
+            raw = await response.read()
+            if response.status >= 400:
+                raise read_error(response.status, raw, response.headers)
+    except UpstreamError:
+        raise
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise _transport_failure(exc) from exc
     return WireJSON(json_object(raw), raw)
+
+
+def _transport_failure(exc: TimeoutError | aiohttp.ClientError) -> UpstreamError:
+    if isinstance(exc, TimeoutError):
+        return UpstreamError(FailureKind.TIMEOUT, "the upstream did not answer in time")
+    return UpstreamError(
+        FailureKind.CONNECTION, f"could not reach the upstream: {type(exc).__name__}"
+    )
 
 
 def json_object(

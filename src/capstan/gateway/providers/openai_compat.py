@@ -11,7 +11,7 @@ usage chunk when the client did not ask for it.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 from urllib.parse import quote
 
@@ -70,13 +70,15 @@ def _body(upstream: Upstream, request: dict[str, Any]) -> dict[str, Any]:
 
 
 class OpenAICompatProvider:
-    async def chat(
+    def chat(
         self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
-    ) -> ChatCompletion:
+    ) -> Coroutine[Any, Any, ChatCompletion]:
+        """`post_json`'s coroutine itself, not one wrapping it: one frame less between the
+        task and the socket on the path most calls take."""
         body = _body(upstream, request)
         body.pop("stream", None)
         body.pop("stream_options", None)
-        return await post_json(
+        return post_json(
             http,
             endpoint(upstream, "chat/completions"),
             headers=auth_headers(upstream),
