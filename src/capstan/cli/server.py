@@ -89,6 +89,7 @@ def _run_server(settings: Settings) -> None:
         log_level=settings.log_level,
         access_log=False,
         proxy_headers=False,
+        server_header=False,  # no software banner for scanners (and one header less per call)
         # SIGTERM: stop accepting, let in-flight requests finish for this long, then the
         # lifespan shutdown flushes the request events (what cannot land stays spooled).
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),

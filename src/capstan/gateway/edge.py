@@ -73,7 +73,11 @@ async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
 async def authenticate(services: Services, request: Request) -> Principal:
     """The caller, allowed to invoke models; 401/403 as `GatewayError` for either dialect."""
     try:
-        principal = await services.authenticator.authenticate_async(presented_key(request))
+        key = presented_key(request)
+        authenticator = services.authenticator
+        principal = authenticator.authenticate_cached(key)
+        if principal is None:
+            principal = await authenticator.authenticate_async(key)
         principal.require(Permission.MODELS_INVOKE)
     except CapstanError as exc:
         kind = "authentication_error" if exc.status == 401 else "permission_error"

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
+from capstan.gateway.edge import JSONBytes
 from capstan.gateway.errors import GatewayError
 
 DATA_PLANE_PREFIX = "/v1/"
@@ -56,7 +57,13 @@ class DataPlaneFirst:
             if endpoint is not None:
                 scope["app"] = self.control
                 response = await endpoint(Request(scope, receive, send))
-                await response(scope, receive, send)
+                if type(response) is JSONBytes:  # most calls: sent here, a frame less
+                    start = "http.response.start"
+                    status, headers = response.status_code, response.raw_headers
+                    await send({"type": start, "status": status, "headers": headers})
+                    await send({"type": "http.response.body", "body": response.body})
+                else:
+                    await response(scope, receive, send)
                 return
             if scope["path"].startswith(DATA_PLANE_PREFIX):
                 scope["app"] = self.control

@@ -73,6 +73,13 @@ class _Series:
         self.tokens = {"prompt": 0, "completion": 0, "cached": 0}
 
 
+_TOKEN_FIELDS = (
+    ("prompt", "prompt_tokens"),
+    ("completion", "completion_tokens"),
+    ("cached", "cached_tokens"),
+)
+
+
 class GatewayMetrics:
     """Counts on the request path with plain integers and lists (the event loop is the only
     writer), turned into Prometheus families when scraped: prometheus-client's own metric
@@ -95,8 +102,8 @@ class GatewayMetrics:
         if event["ttft_ms"] is not None and event["stream"]:
             series.ttft.observe(event["ttft_ms"] / 1000)
         tokens = series.tokens
-        for kind in ("prompt", "completion", "cached"):
-            count = event[f"{kind}_tokens"]
+        for kind, field in _TOKEN_FIELDS:
+            count = event[field]
             if count:
                 tokens[kind] += count
 

@@ -105,14 +105,21 @@ class Gateway:
         follows a configuration change always sees it (a load that was already running when
         the change landed does not count); while the database cannot be read it serves the
         last snapshot, trying the load again at most once a second."""
+        table = self._fresh_table()
+        if table is not None:
+            return table
+        await asyncio.shield(self._reloading())
+        assert self._table is not None
+        return self._table
+
+    def _fresh_table(self) -> RoutingTable | None:
+        """The snapshot, when no reload needs waiting for."""
         table = self._table
         if table is not None and (
             self._loaded == self._wanted or time.monotonic() < self._retry_at
         ):
             return table
-        await asyncio.shield(self._reloading())
-        assert self._table is not None
-        return self._table
+        return None
 
     def _reloading(self) -> asyncio.Task[None]:
         """The load in flight, or a new one."""
@@ -149,7 +156,7 @@ class Gateway:
     async def targets(self, model: str) -> tuple[list[Deployment], Alias | None]:
         """The deployments to try for `model` (an alias or a deployment), best first, and the
         alias when it is one (its fallback rules apply to the whole request)."""
-        table = await self.routing_table()
+        table = self._fresh_table() or await self.routing_table()
         if table is not self._memo_table:
             self._memo, self._memo_table = {}, table
         found = self._memo.get(model)

@@ -63,6 +63,12 @@ class Authenticator:
             found = self._remember(digest, looked_up, generation)
         return self._judge(found)
 
+    def authenticate_cached(self, presented: str | None) -> Principal | None:
+        """`authenticate` when the answer is in the cache; None when only the database can
+        tell (then `authenticate_async`). No coroutine: the gateway calls this on every call."""
+        found, _ = self._cached(_digest(presented))
+        return None if found is _MISSING else self._judge(found)
+
     def clear(self) -> None:
         with self._lock:
             self._cache.clear()
