@@ -215,3 +215,30 @@ def test_the_cli_reports_a_bad_setting_in_one_line_without_a_traceback(tmp_path:
     assert len(lines) == 1, result.stderr
     assert "CAPSTAN_PORT" in lines[0]
     assert not (tmp_path / "home").exists()
+
+
+# -- Redis namespace ---------------------------------------------------------------------------
+
+
+def test_replicas_of_one_installation_share_a_redis_namespace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CAPSTAN_DATABASE_URL", "postgresql+psycopg://db.internal/capstan")
+
+    assert load_settings().redis_namespace == load_settings().redis_namespace
+
+
+def test_installations_with_different_databases_never_share_redis_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CAPSTAN_DATABASE_URL", "postgresql+psycopg://db.internal/bank")
+    bank = load_settings().redis_namespace
+    monkeypatch.setenv("CAPSTAN_DATABASE_URL", "postgresql+psycopg://db.internal/insurer")
+
+    assert load_settings().redis_namespace != bank
+
+
+def test_an_explicit_redis_prefix_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAPSTAN_REDIS_PREFIX", "prod-gateway:")
+
+    assert load_settings().redis_namespace == "prod-gateway:"

@@ -9,6 +9,7 @@ from deep inside a request.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -67,6 +68,11 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path(".capstan"), description="State folder (db, artifacts, spool).")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite by default.")
     redis_url: str | None = Field(default=None, description="Shared counters and pub/sub.")
+    redis_prefix: str | None = Field(
+        default=None,
+        description="Prefix of this installation's Redis keys and channels; by default one "
+        "derived from the database URL, so installations sharing a Redis never mix.",
+    )
     master_key: SecretStr | None = Field(default=None, description="Base64 AES-256 key.")
     previous_master_keys: list[SecretStr] = Field(
         default_factory=list, description="Older keys, for decryption only, during a rotation."
@@ -113,6 +119,15 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(
         default=30.0, ge=0, le=3600, description="On SIGTERM, how long in-flight requests get."
     )
+    events_batch_size: int = Field(
+        default=5000, ge=1, le=100_000, description="Request events per insert, at most."
+    )
+    events_flush_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How long request events wait in the spool for a fuller batch.",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -132,6 +147,15 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'capstan.db').resolve()}"
+
+    @property
+    def redis_namespace(self) -> str:
+        """What every Redis key and channel of this installation starts with: replicas share
+        a database, so they share it; another installation on the same Redis does not."""
+        if self.redis_prefix:
+            return self.redis_prefix
+        digest = hashlib.sha256(self.resolved_database_url.encode()).hexdigest()[:12]
+        return f"capstan:{digest}:"
 
     @property
     def is_sqlite(self) -> bool:

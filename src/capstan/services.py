@@ -38,7 +38,7 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         store = create_store(settings.resolved_database_url, pool_size=settings.db_pool_size)
         audit = AuditLog(store)
-        versions = ConfigVersions(store, settings.redis_url)
+        versions = ConfigVersions(store, settings.redis_url, settings.redis_namespace)
         changes = ChangeRecorder(audit, versions)
         directory = Directory(store, changes)
         vault = SecretVault(store, changes, MasterKeyring.load(settings))

@@ -375,14 +375,17 @@ def test_property_one_probe_per_half_open_three_states_and_no_open_without_failu
 
 @dataclass
 class RedisSpace:
-    """A key prefix and channel of this test's own, so parallel tests never meet."""
+    """A Redis namespace of this test's own, so parallel tests never meet."""
 
     url: str
-    prefix: str
-    channel: str
+    namespace: str
+
+    @property
+    def prefix(self) -> str:
+        return self.namespace + "breaker:"
 
     def sync(self) -> RedisBreakerSync:
-        return RedisBreakerSync(self.url, prefix=self.prefix, channel=self.channel)
+        return RedisBreakerSync(self.url, namespace=self.namespace)
 
     def keys(self) -> list[bytes]:
         client = redis.Redis.from_url(self.url)
@@ -396,7 +399,7 @@ class RedisSpace:
 def redis_space() -> Iterator[RedisSpace]:
     url = require_redis()
     tag = uuid.uuid4().hex
-    space = RedisSpace(url, f"test:{tag}:breaker:", f"test:{tag}:breakers")
+    space = RedisSpace(url, f"test:{tag}:")
     yield space
     client = redis.Redis.from_url(url)
     try:

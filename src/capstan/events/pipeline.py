@@ -62,8 +62,8 @@ class EventPipeline:
         store: Store,
         spool_dir: Path,
         *,
-        batch_size: int = 1000,
-        flush_interval_s: float = 0.2,
+        batch_size: int = 5000,
+        flush_interval_s: float = 1.0,
         fsync_interval_s: float = 1.0,
         adopt_interval_s: float = 5.0,
         max_memory_events: int = 100_000,
@@ -303,7 +303,7 @@ class EventPipeline:
         inserter = self._inserter
         while inserter is not None and (unit := self._next_unit()) is not None:
             loop = asyncio.get_running_loop()
-            urgent = self._waiting > self._batch * URGENT_BACKLOG_BATCHES
+            urgent = self._waiting > URGENT_BACKLOG_EVENTS
             threads = self._urgent_inserts if urgent else self._idle_inserts
             outcome = await loop.run_in_executor(threads, inserter.process, unit)
             self._account(unit, outcome)
@@ -357,7 +357,8 @@ class EventPipeline:
         self._dropped += outcome.lost
 
 
-URGENT_BACKLOG_BATCHES = 10
+# Beyond this many events waiting, inserts stop yielding to everything else.
+URGENT_BACKLOG_EVENTS = 20_000
 BACKGROUND_NICENESS = 19
 
 

@@ -129,7 +129,7 @@ class Attempts:
         budget = min(deployment.upstream.timeout_s, remaining)
         self.record.attempts = 1
         started = time.monotonic()
-        timer = _Timer(budget)
+        timer = _Timer(self.gateway.loop, budget)
         try:
             result = await call(deployment)
         except asyncio.CancelledError:
@@ -311,7 +311,7 @@ class Attempts:
 
         try:
             call = one(deployment, idle) if slot is None else in_slot(slot)
-            result = await _within(budget, call)
+            result = await _within(self.gateway.loop, budget, call)
         except TimeoutError as exc:
             if acquired and slot is not None:
                 slot.release()
@@ -364,7 +364,7 @@ class Attempts:
         try:
             while True:
                 try:
-                    item = await _within(idle, anext(stream))
+                    item = await _within(self.gateway.loop, idle, anext(stream))
                 except StopAsyncIteration:
                     return
                 except TimeoutError as exc:
@@ -385,13 +385,13 @@ class Attempts:
 
 class _Timer:
     """Cancels the current task after `seconds`: what `asyncio.timeout` does, with one timer
-    handle and no context-manager state machine, on a path every attempt takes."""
+    handle and no context-manager state machine, on a path every attempt takes. The loop is
+    passed in: `asyncio.get_running_loop()` makes a getpid() system call each time."""
 
     __slots__ = ("_handle", "_task", "fired")
 
-    def __init__(self, seconds: float) -> None:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        task = asyncio.current_task(loop)
         assert task is not None
         self._task = task
         self.fired = False
@@ -410,9 +410,9 @@ class _Timer:
         self._handle.cancel()
 
 
-async def _within(seconds: float, awaitable: Awaitable[R]) -> R:
+async def _within(loop: asyncio.AbstractEventLoop, seconds: float, awaitable: Awaitable[R]) -> R:
     """`await awaitable`, or TimeoutError after `seconds`."""
-    timer = _Timer(seconds)
+    timer = _Timer(loop, seconds)
     try:
         return await awaitable
     except asyncio.CancelledError:

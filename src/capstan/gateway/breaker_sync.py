@@ -50,13 +50,12 @@ class RedisBreakerSync:
         self,
         redis_url: str,
         *,
-        prefix: str = "capstan:breaker:",
-        channel: str = "capstan:breakers",
+        namespace: str = "capstan:",
         ready_timeout: float = 2.0,
     ) -> None:
         self.redis_url = redis_url
-        self.prefix = prefix
-        self.channel = channel
+        self.prefix = namespace + "breaker:"
+        self.channel = namespace + "breakers"
         self.ready_timeout = ready_timeout
         self._origin = ""
         self._apply: Callable[[BreakerNews], None] = lambda _news: None

@@ -45,10 +45,17 @@ class Gateway:
             window_s=settings.breaker_window_s,
             cooldown_s=settings.breaker_cooldown_s,
         )
-        shared = RedisBreakerSync(settings.redis_url) if settings.redis_url else None
+        shared = None
+        if settings.redis_url:
+            shared = RedisBreakerSync(settings.redis_url, namespace=settings.redis_namespace)
         self.breakers = BreakerBoard(policy, shared=shared)
         self.limits = DeploymentLimits(settings.queue_factor)
-        self.events = EventPipeline(services.store, settings.spool_dir)
+        self.events = EventPipeline(
+            services.store,
+            settings.spool_dir,
+            batch_size=settings.events_batch_size,
+            flush_interval_s=settings.events_flush_interval_s,
+        )
         self.metrics = GatewayMetrics(self)
         self.rng = random.Random()  # noqa: S311 - load spreading, not security
         self._table: RoutingTable | None = None
@@ -58,11 +65,13 @@ class Gateway:
         self._wanted, self._loaded = 1, 0
         self._retry_at = 0.0
         self.started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         # Candidate lists of the names whose order never changes, for the current table.
         self._memo: dict[str, list[Deployment]] = {}
         self._memo_table: RoutingTable | None = None
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         connector = aiohttp.TCPConnector(limit=POOL_SIZE, ttl_dns_cache=300)
         self._http = aiohttp.ClientSession(connector=connector, auto_decompress=True)
         await self.events.start()
@@ -94,6 +103,12 @@ class Gateway:
         event = record.event()
         self.metrics.observe(event)
         self.events.record(event)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the gateway runs on (the request path's timers need it)."""
+        assert self._loop is not None, "the gateway is not started"
+        return self._loop
 
     @property
     def http(self) -> aiohttp.ClientSession:

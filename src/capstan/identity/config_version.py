@@ -21,14 +21,17 @@ from sqlalchemy.orm import Session
 from capstan.store.engine import Store
 from capstan.store.schema import ConfigState
 
-CHANNEL = "capstan:config-version"
+CHANNEL = "config-version"  # after the installation's Redis namespace
 log = logging.getLogger(__name__)
 
 
 class ConfigVersions:
-    def __init__(self, store: Store, redis_url: str | None = None) -> None:
+    def __init__(
+        self, store: Store, redis_url: str | None = None, namespace: str = "capstan:"
+    ) -> None:
         self.store = store
         self.redis_url = redis_url
+        self.channel = namespace + CHANNEL
         self._publisher = redis.Redis.from_url(redis_url) if redis_url else None
         self._listeners: list[Callable[[], None]] = []
 
@@ -62,7 +65,7 @@ class ConfigVersions:
     def _publish(self, _session: Session) -> None:
         assert self._publisher is not None
         try:
-            self._publisher.publish(CHANNEL, "bump")
+            self._publisher.publish(self.channel, "bump")
         except redis.RedisError as exc:  # the poll still catches the change
             log.warning("config version publish failed: %s", exc)
 
@@ -120,7 +123,7 @@ class ConfigWatcher:
             client = aioredis.Redis.from_url(self.versions.redis_url)
             try:
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(self.versions.channel)
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self.on_change()
