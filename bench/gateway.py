@@ -10,15 +10,18 @@ that answers instantly (see `bench/standin.py`):
   whatever the request path records on every call;
 - `litellm`: the LiteLLM proxy, latest release in `.bench/litellm` (master key, no database).
 
-Load comes from `wrk` (concurrency 16, 2 threads) after a warm-up. Then, for direct and Capstan
-(and the floor): latency at concurrency 1, streaming time to first byte (sequential requests on
-one connection), and Capstan's resident memory over 100k requests. `--servers` also compares
-ASGI servers for Capstan (`bench/servers.py`).
+Load comes from `wrk` (concurrency 16, 2 threads) after a warm-up. The floor and Capstan run
+side by side, in alternating rounds of the full duration (floor, Capstan, floor, ...), so that
+a noisy machine's slow spells fall on both alike; each one's figures are its median round, and
+Capstan/floor is the median of the per-round ratios. Then, for direct and Capstan (and the
+floor): latency at concurrency 1, streaming time to first byte (sequential requests on one
+connection), and Capstan's resident memory over 100k requests. `--servers` also compares ASGI
+servers for Capstan (`bench/servers.py`).
 
-Environment: BENCH_DURATION_S (30), BENCH_WARMUP_S (5), BENCH_CONCURRENCY (16), BENCH_THREADS
-(2), BENCH_C1_DURATION_S (the duration), BENCH_TTFB_REQUESTS (1000), BENCH_RSS_REQUESTS
-(100000), BENCH_RSS_CHUNK_S (10), BENCH_SERVERS (0), BENCH_SERVER_ROUNDS (3),
-BENCH_SERVER_ROUND_S (10), BENCH_ONLY (comma-separated target
+Environment: BENCH_DURATION_S (30), BENCH_ROUNDS (3), BENCH_WARMUP_S (5), BENCH_CONCURRENCY
+(16), BENCH_THREADS (2), BENCH_C1_DURATION_S (the duration), BENCH_TTFB_REQUESTS (1000),
+BENCH_RSS_REQUESTS (100000), BENCH_RSS_CHUNK_S (10), BENCH_SERVERS (0), BENCH_SERVER_ROUNDS
+(3), BENCH_SERVER_ROUND_S (10), BENCH_ONLY (comma-separated target
 names, for a partial run). Results: a table here and a JSON file in
 `.bench/results/`.
 """
@@ -27,9 +30,11 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +56,7 @@ RESULTS = BENCH_HOME / "results"
 @dataclass(frozen=True)
 class Options:
     duration_s: float
+    rounds: int
     warmup_s: float
     concurrency: int
     threads: int
@@ -71,6 +77,7 @@ class Options:
         duration = number("BENCH_DURATION_S", 30)
         return cls(
             duration_s=duration,
+            rounds=max(1, int(number("BENCH_ROUNDS", 3))),
             warmup_s=number("BENCH_WARMUP_S", 5),
             concurrency=int(number("BENCH_CONCURRENCY", 16)),
             threads=int(number("BENCH_THREADS", 2)),
@@ -97,15 +104,26 @@ def _load(target: Target, opts: Options, seconds: float, connections: int) -> Wr
     )
 
 
-def measure(target: Target, opts: Options, *, latency: bool, memory: bool) -> dict[str, Any]:
+def warm(target: Target, opts: Options) -> dict[str, Any]:
+    """Checked, warmed up, and its memory before any load."""
     check(target)
     found: dict[str, Any] = {}
     if target.pid is not None:
         found["rss_cold_mb"] = round(rss_mb(target.pid), 1)
     if opts.warmup_s > 0:
         _load(target, opts, opts.warmup_s, opts.concurrency)
+    return found
+
+
+def measure(target: Target, opts: Options, *, latency: bool, memory: bool) -> dict[str, Any]:
+    found = warm(target, opts)
     print(f"  {target.name}: c{opts.concurrency} for {opts.duration_s:g} s", flush=True)
     found["load"] = _load(target, opts, opts.duration_s, opts.concurrency).as_dict()
+    return found | after_load(target, opts, latency=latency, memory=memory)
+
+
+def after_load(target: Target, opts: Options, *, latency: bool, memory: bool) -> dict[str, Any]:
+    found: dict[str, Any] = {}
     if latency:
         print(f"  {target.name}: c1 for {opts.c1_duration_s:g} s", flush=True)
         found["c1"] = _load(target, opts, opts.c1_duration_s, 1).as_dict()
@@ -142,6 +160,45 @@ def memory_over(target: Target, opts: Options) -> dict[str, Any]:
         "growth_mb": round(after - before, 1),
         "samples": samples,
     }
+
+
+def measure_paired(
+    pair: dict[str, Starter | Skipped], opts: Options, *, memory: set[str]
+) -> dict[str, dict[str, Any]]:
+    """The floor and Capstan started together and loaded in alternating rounds; each keeps
+    its median round as `load`, with every round's rate in `rounds`. A target that cannot
+    start is reported as such and the other is measured alone."""
+    results: dict[str, dict[str, Any]] = {}
+    running: dict[str, Target] = {}
+    with ExitStack() as stack:
+        for name, starter in pair.items():
+            if isinstance(starter, Skipped):
+                results[name] = run_target(name, starter, opts, latency=False, memory=False)
+                continue
+            try:
+                target = stack.enter_context(starter())
+                results[name] = warm(target, opts)
+            except Exception as exc:  # one broken target must not lose the other's figures
+                print(f"  {name}: FAILED: {exc}", flush=True)
+                results[name] = {"failed": str(exc)[-2000:]}
+                continue
+            running[name] = target
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in running}
+        for number in range(opts.rounds):
+            for name, target in running.items():
+                print(
+                    f"  {name}: c{opts.concurrency} for {opts.duration_s:g} s"
+                    f" (round {number + 1} of {opts.rounds})",
+                    flush=True,
+                )
+                result = _load(target, opts, opts.duration_s, opts.concurrency)
+                rounds[name].append(result.as_dict())
+        for name, target in running.items():
+            by_rate = sorted(rounds[name], key=lambda r: r["req_per_s"])
+            results[name]["load"] = by_rate[(len(by_rate) - 1) // 2]
+            results[name]["rounds"] = [r["req_per_s"] for r in rounds[name]]
+            results[name] |= after_load(target, opts, latency=True, memory=name in memory)
+    return results
 
 
 def run_target(
@@ -192,17 +249,25 @@ def run(argv: list[str] | None = None) -> None:
         except Exception as exc:
             home = None
             setup_error = str(exc)
-        plan: list[tuple[str, Starter | Skipped, bool, bool]] = [
-            ("direct", targets.direct(up), True, False),
-            ("floor", targets.floor(up), True, False),
-        ]
+
+        def wanted(label: str) -> bool:
+            return not opts.only or label in opts.only
+
+        if wanted("direct"):
+            results["direct"] = run_target(
+                "direct", targets.direct(up), opts, latency=True, memory=False
+            )
         capstan = targets.capstan(home) if home else Skipped("capstan", setup_error, True)
-        plan.append(("capstan", capstan, True, True))
-        plan.append(("litellm", targets.litellm(folder, up), False, False))
-        for label, starter, latency, memory in plan:
-            if opts.only and label not in opts.only:
-                continue
-            results[label] = run_target(label, starter, opts, latency=latency, memory=memory)
+        pair = {"floor": targets.floor(up), "capstan": capstan}
+        results |= measure_paired(
+            {label: starter for label, starter in pair.items() if wanted(label)},
+            opts,
+            memory={"capstan"},
+        )
+        if wanted("litellm"):
+            results["litellm"] = run_target(
+                "litellm", targets.litellm(folder, up), opts, latency=False, memory=False
+            )
         servers = None
         if opts.servers:
             servers = (
@@ -244,6 +309,15 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 4) if a is not None and b else None
 
 
+def _paired_ratio(results: dict[str, dict[str, Any]], a: str, b: str) -> float | None:
+    """The median of the per-round ratios of targets measured in alternating rounds."""
+    ours, theirs = results.get(a, {}).get("rounds"), results.get(b, {}).get("rounds")
+    if not ours or not theirs:
+        return _ratio(_get(results, a, "load", "req_per_s"), _get(results, b, "load", "req_per_s"))
+    per_round: list[float] = [x / y for x, y in zip(ours, theirs, strict=True)]
+    return round(statistics.median(per_round), 4)
+
+
 def _diff(a: float | None, b: float | None) -> float | None:
     return round(a - b, 3) if a is not None and b is not None else None
 
@@ -253,7 +327,7 @@ def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return _get(results, name, "load", "req_per_s")
 
     ratios: dict[str, float | None] = {
-        "capstan/floor": _ratio(rate("capstan"), rate("floor")),
+        "capstan/floor": _paired_ratio(results, "capstan", "floor"),
         "capstan/litellm": _ratio(rate("capstan"), rate("litellm")),
         "capstan/direct": _ratio(rate("capstan"), rate("direct")),
         "floor/direct": _ratio(rate("floor"), rate("direct")),
@@ -325,6 +399,10 @@ def print_report(
             for _, section, key, spec, width in COLUMNS
         )
         print(f"{name:<28}" + "".join(cells))
+    for name, found in results.items():
+        if found.get("rounds"):
+            rates = " · ".join(f"{rate:,.0f}" for rate in found["rounds"])
+            print(f"{name:<28}rounds (req/s, c{opts.concurrency}): {rates}")
     print()
     for name, value in summary["ratios"].items():
         shown = "-" if value is None else f"{value * 100:,.1f} %  ({value:,.2f}x)"

@@ -25,7 +25,7 @@ from capstan.identity import api as identity_api
 from capstan.identity.config_version import ConfigWatcher
 from capstan.identity.principal import Principal
 from capstan.services import Services
-from capstan.tuning import freeze_startup_objects, limit_malloc_arenas
+from capstan.tuning import freeze_startup_objects, tune_malloc
 
 
 def build_app(
@@ -114,5 +114,5 @@ def build_server_app(settings: Settings, **options: Any) -> DataPlaneFirst:
 def create_app() -> DataPlaneFirst:
     """Factory for `uvicorn --factory` (each worker builds its own app from the environment),
     with the process tuned for a long-running server (see tuning.py)."""
-    limit_malloc_arenas()
+    tune_malloc()
     return build_server_app(load_settings(), tune_process=True)

@@ -120,7 +120,7 @@ class Settings(BaseSettings):
         default=30.0, ge=0, le=3600, description="On SIGTERM, how long in-flight requests get."
     )
     events_batch_size: int = Field(
-        default=5000, ge=1, le=100_000, description="Request events per insert, at most."
+        default=2500, ge=1, le=100_000, description="Request events per insert, at most."
     )
     events_flush_interval_s: float = Field(
         default=1.0,
