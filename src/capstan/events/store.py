@@ -44,7 +44,7 @@ _LENGTHS: Mapping[str, int] = MappingProxyType(
 )
 # Non-null columns the gateway may leave out; a factory so no row shares a mutable default.
 _DEFAULTS: Mapping[str, Callable[[], Any]] = MappingProxyType(
-    {"stream": lambda: False, "attempts": lambda: 0, "tags": dict}
+    {"stream": lambda: False, "attempts": lambda: 0, "cost_estimated": lambda: False, "tags": dict}
 )
 
 
@@ -93,7 +93,7 @@ def _sqlite_value(name: str) -> str:
         return f"substr({field}, 1, {_LENGTHS[name]})"
     if name == "tags":
         return f"coalesce({field}, '{{}}')"
-    if name in ("stream", "attempts"):
+    if name in _DEFAULTS:  # the booleans and counts an older spooled event may lack
         return f"coalesce({field}, 0)"
     return field
 

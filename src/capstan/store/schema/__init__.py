@@ -3,6 +3,7 @@
 from capstan.store.schema.audit import AuditEntry
 from capstan.store.schema.base import Base
 from capstan.store.schema.events import RequestEvent
+from capstan.store.schema.finops import Budget, BudgetAlert, PriceOverride
 from capstan.store.schema.gateway import GatewayAlias, GatewayDeployment, GatewayProvider
 from capstan.store.schema.identity import (
     ApiKey,
@@ -19,12 +20,15 @@ __all__ = [
     "ApiKey",
     "AuditEntry",
     "Base",
+    "Budget",
+    "BudgetAlert",
     "ConfigState",
     "Department",
     "GatewayAlias",
     "GatewayDeployment",
     "GatewayProvider",
     "Organization",
+    "PriceOverride",
     "Project",
     "RequestEvent",
     "StoredSecret",

@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, Index, Integer, String, Uuid
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from capstan.store.schema.base import Base
@@ -60,6 +60,19 @@ class RequestEvent(Base):
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     cached_tokens: Mapped[int | None] = mapped_column(Integer)
+    # Parts of prompt_tokens (cache_write) and of completion_tokens (reasoning), where reported.
+    cache_write_tokens: Mapped[int | None] = mapped_column(Integer)
+    reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
+    # Micro-dollars; None when no price was known for what served the call. The total is the
+    # exact sum of the buckets, so every report adds up to the micro-dollar.
+    cost_micros: Mapped[int | None] = mapped_column(BigInteger)
+    cost_input_micros: Mapped[int | None] = mapped_column(BigInteger)
+    cost_cache_read_micros: Mapped[int | None] = mapped_column(BigInteger)
+    cost_cache_write_micros: Mapped[int | None] = mapped_column(BigInteger)
+    cost_output_micros: Mapped[int | None] = mapped_column(BigInteger)
+    cost_reasoning_micros: Mapped[int | None] = mapped_column(BigInteger)
+    # True when the tokens were counted by Capstan, not reported by the provider.
+    cost_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
     latency_ms: Mapped[float] = mapped_column(Float)
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,105 @@
+"""FinOps: negotiated prices, budgets and the alerts they raised.
+
+Money is integer micro-dollars (1 USD = 1,000,000); prices are integer micro-dollars per million
+tokens, so a list price of $1.25 / M is 1,250,000 and every price with up to six decimals is
+exact. Catalog prices ship with Capstan (`gateway/catalog/models.yaml`); `prices` holds only
+what an organization entered: overrides for a model or a deployment, each effective from a
+moment, so a price change never rewrites the cost of earlier calls.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    Uuid,
+    false,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from capstan.store.schema.base import Base, CreatedMixin, IdMixin
+from capstan.store.types import UTCDateTime
+
+NAME = 100
+TARGET = 200
+
+
+class PriceOverride(IdMixin, CreatedMixin, Base):
+    __tablename__ = "prices"
+    __table_args__ = (
+        UniqueConstraint("org_id", "target_kind", "target", "effective_from"),
+        CheckConstraint("target_kind IN ('model', 'deployment')", name="target_kind"),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), index=True)
+    target_kind: Mapped[str] = mapped_column(String(16))
+    # A model id (as the catalog or the vendor spells it) or a deployment name.
+    target: Mapped[str] = mapped_column(String(TARGET))
+    effective_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Micro-dollars per million tokens; None where the model has no such price.
+    input: Mapped[int] = mapped_column(BigInteger)
+    output: Mapped[int] = mapped_column(BigInteger)
+    cached_input: Mapped[int | None] = mapped_column(BigInteger)
+    cache_write: Mapped[int | None] = mapped_column(BigInteger)
+    reasoning: Mapped[int | None] = mapped_column(BigInteger)
+    # Micro-dollars per image and per second of audio.
+    per_image: Mapped[int | None] = mapped_column(BigInteger)
+    per_audio_second: Mapped[int | None] = mapped_column(BigInteger)
+    note: Mapped[str | None] = mapped_column(String(500))
+    created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
+
+class Budget(IdMixin, CreatedMixin, Base):
+    __tablename__ = "budgets"
+    __table_args__ = (
+        UniqueConstraint("org_id", "name"),
+        CheckConstraint(
+            "scope_kind IN ('org', 'department', 'team', 'project', 'key', 'user', 'tag')",
+            name="scope_kind",
+        ),
+        CheckConstraint("period IN ('daily', 'weekly', 'monthly', 'total')", name="period"),
+        CheckConstraint("action IN ('block', 'alert-only', 'downgrade')", name="action"),
+        CheckConstraint("limit_micros > 0", name="limit_positive"),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(NAME))
+    scope_kind: Mapped[str] = mapped_column(String(16))
+    # The department, team, project, key or user id; None for `org` and `tag`.
+    scope_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    tag_key: Mapped[str | None] = mapped_column(String(64))
+    tag_value: Mapped[str | None] = mapped_column(String(256))
+    period: Mapped[str] = mapped_column(String(16))
+    limit_micros: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(16))
+    downgrade_to: Mapped[str | None] = mapped_column(String(NAME))
+    # Percentages of the limit that raise an alert once per period, e.g. [50, 80, 100].
+    thresholds: Mapped[list[int]] = mapped_column(JSON, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
+
+class BudgetAlert(IdMixin, CreatedMixin, Base):
+    """A threshold a budget crossed in one period: raised once, whatever the replica."""
+
+    __tablename__ = "budget_alerts"
+    __table_args__ = (UniqueConstraint("budget_id", "period_start", "threshold"),)
+
+    budget_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("budgets.id", ondelete="CASCADE"), index=True
+    )
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    threshold: Mapped[int] = mapped_column(Integer)
+    spent_micros: Mapped[int] = mapped_column(BigInteger)
+    limit_micros: Mapped[int] = mapped_column(BigInteger)
+    # Whether the webhook (when one is configured) took it; alerts are recorded either way.
+    delivered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
