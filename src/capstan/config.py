@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(
         default=30.0, ge=0, le=3600, description="On SIGTERM, how long in-flight requests get."
     )
+    budget_webhook_url: str | None = Field(
+        default=None, description="Where budget threshold alerts are posted (JSON, Slack-style)."
+    )
     events_batch_size: int = Field(
         default=2500, ge=1, le=100_000, description="Request events per insert, at most."
     )

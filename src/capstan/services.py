@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from capstan.config import Settings
+from capstan.finops.budgets import Budgets
+from capstan.finops.price_overrides import PriceOverrides
 from capstan.gateway.config.service import GatewayConfig
 from capstan.governance.audit import AuditLog
 from capstan.governance.secrets.keyring import MasterKeyring
@@ -33,6 +35,8 @@ class Services:
     authenticator: Authenticator
     vault: SecretVault
     gateway: GatewayConfig
+    budgets: Budgets
+    prices: PriceOverrides
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -53,6 +57,8 @@ class Services:
             authenticator=Authenticator(store),
             vault=vault,
             gateway=GatewayConfig(store, changes, vault),
+            budgets=Budgets(store, directory, changes),
+            prices=PriceOverrides(store, changes),
         )
 
     def close(self) -> None:

@@ -65,6 +65,16 @@ class RequestEventOut(BaseModel):
     prompt_tokens: int | None
     completion_tokens: int | None
     cached_tokens: int | None
+    cache_write_tokens: int | None
+    reasoning_tokens: int | None
+    # Micro-dollars; null when nothing priced the call.
+    cost_micros: int | None
+    cost_input_micros: int | None
+    cost_cache_read_micros: int | None
+    cost_cache_write_micros: int | None
+    cost_output_micros: int | None
+    cost_reasoning_micros: int | None
+    cost_estimated: bool
     latency_ms: float
     ttft_ms: float | None
     tags: dict[str, Any]

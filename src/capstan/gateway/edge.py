@@ -15,6 +15,8 @@ from starlette.responses import Response, StreamingResponse
 
 from capstan.api.auth import presented_key
 from capstan.errors import CapstanError
+from capstan.finops.budget_rules import Caller
+from capstan.finops.metering import reservation
 from capstan.gateway.attempts import Attempts, Deadline
 from capstan.gateway.errors import GatewayError, invalid
 from capstan.gateway.providers.base import FailureKind, UpstreamError, WireJSON
@@ -26,12 +28,14 @@ from capstan.services import Services
 
 if TYPE_CHECKING:
     from capstan.gateway.attempts import Served
-    from capstan.gateway.config.snapshot import Deployment
+    from capstan.gateway.config.snapshot import Alias, Deployment, RoutingTable
     from capstan.gateway.runtime import Gateway
 
 T = TypeVar("T")
 TIMEOUT_HEADER = "x-capstan-timeout"
 TAGS_HEADER = "x-capstan-tags"
+# Set when a `downgrade` budget at its limit sent the call to its cheaper alias (the value).
+DOWNGRADE_HEADER = "x-capstan-budget-downgrade"
 MAX_TIMEOUT_S = 3600.0
 # What the request event says of a stream that failed after its first byte.
 _STREAM_FAILURES = {
@@ -152,6 +156,9 @@ async def admit(
     if record.keeps_payloads:
         record.request_body = body
     targets, alias = await gateway.targets(model)
+    table = gateway.table
+    if table is not None and table.budgets:
+        targets, alias = await _reserve(gateway, table, record, principal, body, targets, alias)
     attempts = Attempts(
         gateway,
         targets,
@@ -160,6 +167,30 @@ async def admit(
         content_policy_fallback=alias is not None and alias.fallback_on_content_policy,
     )
     return Admitted(gateway, body, model, targets, attempts)
+
+
+async def _reserve(
+    gateway: Gateway,
+    table: RoutingTable,
+    record: CallRecord,
+    principal: Principal,
+    body: dict[str, Any],
+    targets: list[Deployment],
+    alias: Alias | None,
+) -> tuple[list[Deployment], Alias | None]:
+    """Hold the call's worst-case cost on its budgets (429 at a `block` limit); a `downgrade`
+    budget at its limit sends the call to its cheaper alias instead."""
+    caller = Caller(principal.scope, principal.key_id, principal.user_id, record.tags)
+    at = record.created_at
+    worst = reservation(table.prices, targets, body, at)
+    hold = await gateway.guard.admit(table.budgets, caller, worst, record.id, at)
+    record.hold = hold
+    if hold is not None and hold.downgraded_by is not None:
+        cheaper = hold.downgraded_by.downgrade_to
+        if cheaper:
+            record.downgraded_to = cheaper
+            return await gateway.targets(cheaper)
+    return targets, alias
 
 
 def event_stream(
@@ -236,11 +267,14 @@ def gateway_of(request: Request) -> Gateway:
 def served_headers(record: CallRecord, served: Served) -> dict[str, str]:
     """Headers of a served call; also notes on the record who served it."""
     record.served_by(served)
-    return {
+    headers = {
         "x-capstan-request-id": record.id,
         "x-capstan-deployment": served.deployment.name,
         "x-capstan-attempts": str(served.attempts),
     }
+    if record.downgraded_to is not None:
+        headers[DOWNGRADE_HEADER] = record.downgraded_to
+    return headers
 
 
 def dialect_endpoint(

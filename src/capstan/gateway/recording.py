@@ -15,11 +15,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from capstan.clock import utcnow
+from capstan.finops.costing import Cost, Usage
 from capstan.gateway.errors import GatewayError
 from capstan.gateway.providers.base import UpstreamError
 from capstan.identity.principal import Principal
 
 if TYPE_CHECKING:
+    from capstan.finops.guard import Hold
     from capstan.gateway.attempts import Served
 
 MAX_TAGS = 20
@@ -53,19 +55,24 @@ class CallRecord:
 
     __slots__ = (
         "attempts",
+        "cache_write_tokens",
         "cached_tokens",
         "completion_tokens",
+        "cost",
         "created_at",
         "deployment",
+        "downgraded_to",
         "error_message",
         "error_type",
         "first_byte_at",
+        "hold",
         "id",
         "model",
         "org_id",
         "principal",
         "prompt_tokens",
         "provider",
+        "reasoning_tokens",
         "request_body",
         "response_body",
         "response_text",
@@ -97,6 +104,12 @@ class CallRecord:
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.cached_tokens: int | None = None
+        self.cache_write_tokens: int | None = None
+        self.reasoning_tokens: int | None = None
+        self.cost: Cost | None = None
+        # The budget reservation to settle when the request ends (None: no budget applies).
+        self.hold: Hold | None = None
+        self.downgraded_to: str | None = None
         self.first_byte_at: float | None = None
         self.tags: dict[str, str] = {}
         self.request_body: Any = None
@@ -148,6 +161,9 @@ class CallRecord:
         details = usage.get("prompt_tokens_details")
         if isinstance(details, dict):
             self.cached_tokens = _int(details.get("cached_tokens"))
+        details = usage.get("completion_tokens_details")
+        if isinstance(details, dict):
+            self.reasoning_tokens = _int(details.get("reasoning_tokens"))
 
     def anthropic_usage(self, usage: Any) -> None:
         """Tokens from an Anthropic `usage`; its `input_tokens` leaves out cache reads and
@@ -160,11 +176,25 @@ class CallRecord:
             cache_write = _int(usage.get("cache_creation_input_tokens")) or 0
             self.prompt_tokens = (_int(usage.get("input_tokens")) or 0) + cache_read + cache_write
             self.cached_tokens = cache_read
+            self.cache_write_tokens = cache_write
         if "output_tokens" in usage:
             self.completion_tokens = _int(usage.get("output_tokens"))
 
+    def usage(self) -> Usage | None:
+        """The tokens the provider reported, as costing reads them; None when it reported none."""
+        if self.prompt_tokens is None and self.completion_tokens is None:
+            return None
+        return Usage(
+            prompt_tokens=self.prompt_tokens or 0,
+            completion_tokens=self.completion_tokens or 0,
+            cached_tokens=self.cached_tokens or 0,
+            cache_write_tokens=self.cache_write_tokens or 0,
+            reasoning_tokens=self.reasoning_tokens or 0,
+        )
+
     def event(self) -> dict[str, Any]:
         now = time.perf_counter()
+        cost = self.cost
         principal = self.principal
         scope = principal.scope if principal is not None else None
         payload = None
@@ -195,6 +225,15 @@ class CallRecord:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cached_tokens": self.cached_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "cost_micros": cost.total if cost is not None else None,
+            "cost_input_micros": cost.input + cost.other if cost is not None else None,
+            "cost_cache_read_micros": cost.cache_read if cost is not None else None,
+            "cost_cache_write_micros": cost.cache_write if cost is not None else None,
+            "cost_output_micros": cost.output if cost is not None else None,
+            "cost_reasoning_micros": cost.reasoning if cost is not None else None,
+            "cost_estimated": cost.estimated if cost is not None else False,
             "latency_ms": round((now - self.started) * 1000, 3),
             "ttft_ms": (
                 round((self.first_byte_at - self.started) * 1000, 3)

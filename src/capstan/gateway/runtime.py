@@ -12,8 +12,18 @@ import uuid
 
 import aiohttp
 
+from capstan.clock import utcnow
 from capstan.config import Settings
 from capstan.events.pipeline import EventPipeline
+from capstan.finops.alerts import BudgetAlerts
+from capstan.finops.budget_rules import counter_key
+from capstan.finops.costing import Cost
+from capstan.finops.counters import CounterStore, CounterStoreUnavailable
+from capstan.finops.guard import BudgetGuard, Crossing
+from capstan.finops.memory_counters import MemoryCounters
+from capstan.finops.metering import call_cost
+from capstan.finops.rebuild import spent_so_far
+from capstan.finops.redis_counters import RedisCounters
 from capstan.gateway.breakers import BreakerBoard, BreakerPolicy, RedisBreakerSync
 from capstan.gateway.config.snapshot import Alias, Deployment, RoutingTable, load_routing_table
 from capstan.gateway.errors import GatewayError
@@ -30,6 +40,15 @@ log = logging.getLogger(__name__)
 # `max_concurrency`), and a capped connector costs about 3 % of throughput in bookkeeping.
 POOL_SIZE = 0
 RELOAD_RETRY_S = 1.0
+RECLAIM_INTERVAL_S = 5.0
+
+
+def unreported_cost(amount: int) -> Cost:
+    """A served call whose provider reported no usage (a stream cut short): its reservation
+    is what it is charged, marked estimated, so a budget never counts less than was spent."""
+    return Cost(
+        input=0, cache_read=0, cache_write=0, output=amount, reasoning=0, other=0, estimated=True
+    )
 
 
 class Gateway:
@@ -57,6 +76,17 @@ class Gateway:
             flush_interval_s=settings.events_flush_interval_s,
         )
         self.metrics = GatewayMetrics(self)
+        self.counters: CounterStore = (
+            RedisCounters(settings.redis_url, settings.redis_namespace)
+            if settings.redis_url
+            else MemoryCounters()
+        )
+        self.alerts = BudgetAlerts(services.store, settings.budget_webhook_url)
+        self.guard = BudgetGuard(self.counters, self._crossed)
+        self._settling: set[asyncio.Task[None]] = set()
+        # Budget counter keys already rebuilt from the store by this process.
+        self._seeded: set[str] = set()
+        self._reclaiming: asyncio.Task[None] | None = None
         self.rng = random.Random()  # noqa: S311 - load spreading, not security
         self._table: RoutingTable | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -76,6 +106,7 @@ class Gateway:
         self._http = aiohttp.ClientSession(connector=connector, auto_decompress=True)
         await self.events.start()
         await self.breakers.start()
+        self._reclaiming = self.loop.create_task(self._reclaim_holds())
         self.started = True
         try:
             await self.reload()
@@ -87,7 +118,13 @@ class Gateway:
         cannot reach the database in time stays in the spool for the next start)."""
         if self._reload is not None:
             self._reload.cancel()
+        if self._reclaiming is not None:
+            self._reclaiming.cancel()
         await self.breakers.stop()
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
+        await self.alerts.drain()
+        await self.counters.close()
         if self._http is not None:
             await self._http.close()
         await self.events.stop()
@@ -100,9 +137,43 @@ class Gateway:
         """The request is over (or its last byte is about to go): count it and spool its event.
         (An event without an organization, before any routing snapshot loaded, is refused by
         the store and kept in the spool's `rejected/` folder, never dropped.)"""
+        hold = record.hold
+        if record.deployment is not None:
+            usage = record.usage()
+            table = self._table
+            if usage is not None and table is not None:
+                model = record.upstream_model or ""
+                record.cost = call_cost(
+                    table.prices, record.deployment, model, record.created_at, usage
+                )
+            elif hold is not None:  # served, but the provider said nothing: assume the worst
+                record.cost = unreported_cost(hold.amount)
         event = record.event()
         self.metrics.observe(event)
         self.events.record(event)
+        if hold is not None:
+            cost = record.cost.total if record.cost is not None else 0
+            task = self.loop.create_task(self.guard.settle(hold, cost))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+
+    async def _reclaim_holds(self) -> None:
+        """Release the budget holds of requests that died (a killed replica's, with Redis):
+        until then they count as reserved and could refuse a call that would fit."""
+        while True:
+            await asyncio.sleep(RECLAIM_INTERVAL_S)
+            try:
+                await self.counters.reclaim()
+            except CounterStoreUnavailable as exc:
+                log.warning("budget holds not reclaimed: %s", exc)
+
+    def _crossed(self, crossings: list[Crossing]) -> None:
+        self.alerts.raise_(crossings, utcnow(), self.http)
+
+    @property
+    def table(self) -> RoutingTable | None:
+        """The routing snapshot in use (prices and budgets included)."""
+        return self._table
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -157,9 +228,22 @@ class Gateway:
                 self._retry_at = time.monotonic() + RELOAD_RETRY_S
                 log.warning("routing reload failed, keeping the previous snapshot: %s", exc)
                 return
+            await self._seed_budgets(table)
             self._table, self._loaded = table, wanted
             if wanted == self._wanted:
                 return
+
+    async def _seed_budgets(self, table: RoutingTable) -> None:
+        """Counters of budgets this process has not counted yet start from what the store
+        says was spent in their period, before any request can reserve on them."""
+        now = utcnow()
+        rules = [r for r in table.budgets.rules if counter_key(r, now)[0] not in self._seeded]
+        if not rules:
+            return
+        spent = await asyncio.to_thread(spent_so_far, self.services.store, rules, now)
+        for key, (amount, ttl) in spent.items():
+            await self.counters.seed(key, amount, ttl)
+            self._seeded.add(key)
 
     def config_changed(self) -> None:
         """Called on the event loop when the config version moves (a poll, Redis, or a change

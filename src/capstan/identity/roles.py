@@ -35,6 +35,11 @@ class Permission(StrEnum):
     # configure deployments and aliases, cannot point a key at an endpoint of their choosing.
     GATEWAY_READ = "gateway:read"
     GATEWAY_WRITE = "gateway:write"
+    # FinOps: spend, budgets and negotiated prices are read by finance (analysts) and admins;
+    # only admins set budgets and prices, so whoever spends cannot lift their own limit.
+    SPEND_READ = "spend:read"
+    BUDGETS_WRITE = "budgets:write"
+    PRICES_WRITE = "prices:write"
 
 
 _READ_ORG = {Permission.ORG_READ, Permission.MODELS_INVOKE, Permission.GATEWAY_READ}
@@ -51,6 +56,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.SECRETS_READ,
             Permission.SECRETS_WRITE,
             Permission.GATEWAY_WRITE,
+            Permission.SPEND_READ,
+            Permission.BUDGETS_WRITE,
+            Permission.PRICES_WRITE,
         }
     ),
     Role.APPROVER: frozenset({*_READ_ORG, Permission.APPROVE}),
@@ -61,6 +69,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.USERS_READ,
             Permission.AUDIT_READ,
             Permission.PAYLOADS_READ,
+            Permission.SPEND_READ,
         }
     ),
     Role.SERVICE: frozenset({Permission.MODELS_INVOKE}),

@@ -22,6 +22,10 @@ from types import MappingProxyType
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from capstan.finops.budget_rules import BudgetIndex
+from capstan.finops.budgets import load_rules
+from capstan.finops.price_overrides import load_price_records
+from capstan.finops.prices import PriceBook
 from capstan.gateway.catalog import Catalog, CatalogModel, default_catalog
 from capstan.gateway.config.credentials import Resolver
 from capstan.gateway.config.kinds import default_base_url
@@ -86,6 +90,10 @@ class RoutingTable:
     problems: Mapping[str, str] = field(default_factory=dict)
     version: int = 0
     org_id: uuid.UUID | None = None
+    # What calls cost (the catalog under the organization's overrides) and the budgets they
+    # are held to; loaded with the rest, so a price or budget change reloads like a route.
+    prices: PriceBook | None = None
+    budgets: BudgetIndex = field(default_factory=lambda: BudgetIndex.of(()))
 
     def resolve(self, name: str) -> Alias | Deployment | None:
         return self.aliases.get(name) or self.deployments.get(name)
@@ -119,6 +127,8 @@ def load_routing_table(
         refs += [v for p in providers for k, v in p.options.items() if k in SECRET_OPTIONS]
         refs += [v for d in deployments for k, v in d.options.items() if k in SECRET_OPTIONS]
         resolver.load_secrets(session, vault, org_id, refs)
+        prices = PriceBook(catalog, load_price_records(session, org_id))
+        budgets = BudgetIndex.of(load_rules(session, org_id))
     resolved = {p.id: _Provider(p, resolver) for p in providers}
     table = {
         d.name: _deployment(d, resolved[d.provider_id], resolver, catalog)
@@ -134,6 +144,8 @@ def load_routing_table(
         MappingProxyType(resolver.problems),
         version,
         org_id,
+        prices,
+        budgets,
     )
 
 

@@ -1,0 +1,1 @@
+"""Cost, budgets and rate limits."""

@@ -1,0 +1,252 @@
+"""`Budgets`: creating, listing and removing budgets, under the caller's role and scope.
+
+A budget change is a configuration change: it is audited and bumps the config version in the
+same transaction, so every gateway replica reloads its rules within a second (the same path as
+aliases and deployments). The counters themselves live in the gateway (`finops/guard.py`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from capstan.errors import Conflict, InvalidInput, NotFound
+from capstan.finops.budget_rules import (
+    ACTIONS,
+    DEFAULT_THRESHOLDS,
+    PERIODS,
+    BudgetRule,
+    ScopeKind,
+)
+from capstan.finops.money import parse_usd
+from capstan.identity.changes import ChangeRecorder
+from capstan.identity.directory import Directory
+from capstan.identity.principal import Principal
+from capstan.identity.roles import Permission
+from capstan.identity.scope import ScopePath
+from capstan.ids import parse_id
+from capstan.store.engine import Store
+from capstan.store.schema import ApiKey, Budget, Department, Project, Team, User
+
+MAX_THRESHOLDS = 10
+SCOPE_HELP = "org, department:NAME, team:NAME, project:NAME, key:ID, user:ID or tag:KEY=VALUE"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRequest:
+    name: str
+    scope: str
+    period: str
+    limit_usd: str
+    action: str = "block"
+    downgrade_to: str | None = None
+    thresholds: Sequence[int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """A budget's scope, resolved: what it applies to and how a person reads it."""
+
+    kind: ScopeKind
+    scope_id: uuid.UUID | None
+    tag: tuple[str, str] | None
+    label: str
+    path: ScopePath  # the part of the organization it lies in, for permission checks
+
+
+class Budgets:
+    def __init__(self, store: Store, directory: Directory, changes: ChangeRecorder) -> None:
+        self.store = store
+        self.directory = directory
+        self.changes = changes
+
+    def create(self, principal: Principal, request: BudgetRequest) -> Budget:
+        principal.require(Permission.BUDGETS_WRITE)
+        checked = _checked(request)
+        org_id = principal.scope.org_id
+        with self.store.write() as session:
+            scope = resolve_scope(session, self.directory, org_id, request.scope)
+            principal.require_within(scope.path)
+            row = Budget(
+                org_id=org_id,
+                name=request.name,
+                scope_kind=scope.kind,
+                scope_id=scope.scope_id,
+                tag_key=scope.tag[0] if scope.tag else None,
+                tag_value=scope.tag[1] if scope.tag else None,
+                period=request.period,
+                limit_micros=checked,
+                action=request.action,
+                downgrade_to=request.downgrade_to,
+                thresholds=sorted(set(request.thresholds or DEFAULT_THRESHOLDS)),
+                created_by=principal.key_id,
+            )
+            session.add(row)
+            try:
+                self.changes.record(session, principal, "budget.create", row, before=None)
+            except IntegrityError as exc:
+                raise Conflict(f"a budget named {request.name!r} exists", field="name") from exc
+            return row
+
+    def list(self, principal: Principal) -> list[Budget]:
+        principal.require(Permission.SPEND_READ)
+        with self.store.read() as session:
+            rows = session.scalars(
+                select(Budget).where(Budget.org_id == principal.scope.org_id).order_by(Budget.name)
+            ).all()
+            return list(rows)
+
+    def get(self, principal: Principal, ref: str) -> Budget:
+        principal.require(Permission.SPEND_READ)
+        with self.store.read() as session:
+            return _find(session, principal.scope.org_id, ref)
+
+    def delete(self, principal: Principal, ref: str) -> Budget:
+        principal.require(Permission.BUDGETS_WRITE)
+        with self.store.write() as session:
+            row = _find(session, principal.scope.org_id, ref)
+            principal.require_within(_row_path(session, row))
+            self.changes.record_deletion(session, principal, "budget.delete", row)
+            return row
+
+
+def _checked(request: BudgetRequest) -> int:
+    """The limit in micro-dollars, once everything else in the request is known to be valid."""
+    if not request.name or len(request.name) > 100:
+        raise InvalidInput("a budget needs a name of 1 to 100 characters", field="name")
+    if request.period not in PERIODS:
+        raise InvalidInput(f"period must be one of {', '.join(PERIODS)}", field="period")
+    if request.action not in ACTIONS:
+        raise InvalidInput(f"action must be one of {', '.join(ACTIONS)}", field="action")
+    if (request.action == "downgrade") != bool(request.downgrade_to):
+        raise InvalidInput(
+            "downgrade-to (an alias) goes with the downgrade action, and only with it",
+            field="downgrade_to",
+        )
+    thresholds = request.thresholds or DEFAULT_THRESHOLDS
+    if len(thresholds) > MAX_THRESHOLDS or not all(0 < t <= 1000 for t in thresholds):
+        raise InvalidInput(
+            f"thresholds are up to {MAX_THRESHOLDS} percentages between 1 and 1000",
+            field="thresholds",
+        )
+    try:
+        limit = parse_usd(request.limit_usd)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="limit_usd") from exc
+    if limit <= 0:
+        raise InvalidInput("the limit must be more than 0 USD", field="limit_usd")
+    return limit
+
+
+def resolve_scope(session: Session, directory: Directory, org_id: uuid.UUID, text: str) -> Scope:
+    """`org`, `department:NAME`, `team:NAME`, `project:NAME`, `key:ID`, `user:ID|EMAIL` or
+    `tag:KEY=VALUE`; names and ids are looked up in the caller's organization."""
+    kind, _, ref = text.partition(":")
+    org = ScopePath(org_id)
+    if kind == "org" and not ref:
+        return Scope("org", org_id, None, "organization", org)
+    if not ref:
+        raise InvalidInput(f"scope must be {SCOPE_HELP}", field="scope")
+    if kind in ("department", "team", "project"):
+        path = directory.resolve_scope(session, org_id, **{kind: ref})
+        scope_id = path.named_levels()[f"{kind}_id"]
+        return Scope(kind, scope_id, None, f"{kind} {ref}", path)  # type: ignore[arg-type]
+    if kind == "key":
+        key_id = parse_id(ref)
+        key = session.get(ApiKey, key_id) if key_id else None
+        if key is None or key.org_id != org_id:
+            raise NotFound(f"no key {ref!r}", field="scope")
+        path = ScopePath(org_id, key.department_id, key.team_id, key.project_id)
+        return Scope("key", key.id, None, f"key {key.prefix}", path)
+    if kind == "user":
+        user = directory.resolve_user(session, org_id, ref)
+        return Scope("user", user.id, None, f"user {user.email}", org)
+    if kind == "tag":
+        key_name, sep, value = ref.partition("=")
+        if not sep or not key_name or len(key_name) > 64 or len(value) > 256:
+            raise InvalidInput("a tag scope is tag:KEY=VALUE", field="scope")
+        return Scope("tag", None, (key_name, value), f"tag {key_name}={value}", org)
+    raise InvalidInput(f"scope must be {SCOPE_HELP}", field="scope")
+
+
+def _find(session: Session, org_id: uuid.UUID, ref: str) -> Budget:
+    budget_id = parse_id(ref)
+    condition = Budget.id == budget_id if budget_id else Budget.name == ref
+    row = session.scalars(select(Budget).where(Budget.org_id == org_id, condition)).first()
+    if row is None:
+        raise NotFound(f"no budget {ref!r}", field="budget")
+    return row
+
+
+def _row_path(session: Session, row: Budget) -> ScopePath:
+    """Where in the organization a stored budget's scope lies (org-wide for tags and users)."""
+    org_id = row.org_id
+    if row.scope_id is None or row.scope_kind in ("org", "user"):
+        return ScopePath(org_id)
+    if row.scope_kind == "key":
+        key = session.get(ApiKey, row.scope_id)
+        if key is not None:
+            return ScopePath(org_id, key.department_id, key.team_id, key.project_id)
+    elif row.scope_kind == "project":
+        project = session.get(Project, row.scope_id)
+        if project is not None:
+            return ScopePath(org_id, project.department_id, project.team_id, project.id)
+    elif row.scope_kind == "team":
+        team = session.get(Team, row.scope_id)
+        if team is not None:
+            return ScopePath(org_id, team.department_id, team.id)
+    elif row.scope_kind == "department":
+        return ScopePath(org_id, row.scope_id)
+    return ScopePath(org_id)
+
+
+def label_of(session: Session, row: Budget) -> str:
+    """How a stored budget's scope reads to a person."""
+    if row.scope_kind == "org":
+        return "organization"
+    if row.scope_kind == "tag":
+        return f"tag {row.tag_key}={row.tag_value}"
+    name: str | None = None
+    if row.scope_kind == "user":
+        user = session.get(User, row.scope_id)
+        name = user.email if user is not None else None
+    else:
+        found: Department | Team | Project | ApiKey | None
+        if row.scope_kind == "department":
+            found = session.get(Department, row.scope_id)
+        elif row.scope_kind == "team":
+            found = session.get(Team, row.scope_id)
+        elif row.scope_kind == "project":
+            found = session.get(Project, row.scope_id)
+        else:
+            found = session.get(ApiKey, row.scope_id)
+        name = found.name if found is not None else None
+    return f"{row.scope_kind} {name or row.scope_id}"
+
+
+def load_rules(session: Session, org_id: uuid.UUID) -> list[BudgetRule]:
+    """The organization's enabled budgets as the gateway enforces them."""
+    rows = session.scalars(
+        select(Budget).where(Budget.org_id == org_id, Budget.enabled.is_(True))
+    ).all()
+    return [
+        BudgetRule(
+            id=row.id,
+            name=row.name,
+            scope_kind=row.scope_kind,  # type: ignore[arg-type]
+            scope_id=row.org_id if row.scope_kind == "org" else row.scope_id,
+            tag=(row.tag_key, row.tag_value or "") if row.tag_key is not None else None,
+            period=row.period,  # type: ignore[arg-type]
+            limit=row.limit_micros,
+            action=row.action,  # type: ignore[arg-type]
+            downgrade_to=row.downgrade_to,
+            thresholds=tuple(row.thresholds or DEFAULT_THRESHOLDS),
+            scope_label=label_of(session, row),
+        )
+        for row in rows
+    ]

@@ -1,0 +1,226 @@
+"""Counters in process memory: the default for a single replica, and the reference that the
+Redis store must behave like."""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from capstan.finops.counters import (
+    Charge,
+    Level,
+    Refusal,
+    amounts_by_key,
+    check_amount,
+    check_hold,
+    check_settlement,
+    check_ttl,
+)
+
+__all__ = ["MemoryCounters"]
+
+_RECHECK_S = 1.0  # how soon to look again at an expired counter that still holds money
+_NOTHING: Mapping[str, int] = {}
+
+
+class _Counter:
+    __slots__ = ("expires_at", "reserved", "spent")
+
+    def __init__(self, spent: int, reserved: int, expires_at: float) -> None:
+        self.spent = spent
+        self.reserved = reserved
+        self.expires_at = expires_at
+
+
+class MemoryCounters:
+    """Counters in plain dicts, for one process.
+
+    It needs no locks because it is used from a single event loop and no method awaits
+    anything: each call runs to its end before another starts, which is what makes a
+    reservation atomic across its keys. It is not thread-safe.
+
+    Time passes lazily: every call first reclaims the reservations whose hold ran out (a heap of
+    `(expires_at, id)`, skipping entries of reservations settled since) and drops counters whose
+    ttl passed, so memory stays bounded as budget periods and rate windows roll over. A counter's
+    expiry only ever moves later, and a reservation extends it to its own hold, so a counter is
+    never dropped while a reservation still holds money on it.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._counters: dict[str, _Counter] = {}
+        self._open: dict[str, tuple[float, dict[str, int]]] = {}
+        self._due: list[tuple[float, str]] = []  # may hold settled ids: skipped when popped
+        self._expiry: list[tuple[float, str]] = []  # one entry per counter, re-pushed if extended
+
+    def counter_count(self) -> int:
+        """How many counters are held now (memory use, for tests and metrics). Not `__len__`,
+        which would make an empty store falsy."""
+        self._tidy(self._clock())
+        return len(self._counters)
+
+    async def reserve(
+        self, reservation_id: str, charges: Sequence[Charge], hold_s: float
+    ) -> Refusal | None:
+        amounts = amounts_by_key(charges)
+        check_hold(hold_s)
+        now = self._clock()
+        self._tidy(now)
+        if reservation_id in self._open:
+            raise ValueError(f"reservation {reservation_id} is already open")
+        counters = self._counters
+        for charge in charges:
+            limit = charge.limit
+            if limit is None:
+                continue
+            counter = counters.get(charge.key)
+            if counter is None:
+                if charge.amount > limit:
+                    return Refusal(charge.key, limit, 0, 0)
+            elif counter.spent + counter.reserved + charge.amount > limit:
+                return Refusal(charge.key, limit, counter.spent, counter.reserved)
+        if not amounts:
+            return None
+        for charge in charges:
+            key = charge.key
+            until = now + (charge.ttl_s if charge.ttl_s > hold_s else hold_s)
+            counter = counters.get(key)
+            if counter is None:
+                counters[key] = _Counter(0, charge.amount, until)
+                heapq.heappush(self._expiry, (until, key))
+            else:
+                counter.reserved += charge.amount
+                if until > counter.expires_at:
+                    counter.expires_at = until
+        expires_at = now + hold_s
+        self._open[reservation_id] = (expires_at, amounts)
+        heapq.heappush(self._due, (expires_at, reservation_id))
+        return None
+
+    async def settle(
+        self, reservation_id: str, actual: Mapping[str, int], ttl_s: Mapping[str, float]
+    ) -> dict[str, Level]:
+        check_settlement(actual, ttl_s)
+        now = self._clock()
+        self._tidy(now)
+        counters = self._counters
+        entry = self._open.pop(reservation_id, None)
+        held = _NOTHING if entry is None else entry[1]
+        for key, amount in held.items():
+            counter = counters.get(key)
+            if counter is not None:
+                counter.reserved -= amount
+        levels: dict[str, Level] = {}
+        for key, amount in actual.items():
+            until = now + ttl_s[key]
+            counter = counters.get(key)
+            if counter is None:
+                counters[key] = _Counter(amount, 0, until)
+                heapq.heappush(self._expiry, (until, key))
+                levels[key] = Level(amount, 0)
+                continue
+            counter.spent += amount
+            if until > counter.expires_at:
+                counter.expires_at = until
+            levels[key] = Level(counter.spent, counter.reserved)
+        for key in held:
+            if key in levels:
+                continue
+            counter = counters.get(key)
+            if counter is None:
+                levels[key] = Level(0, 0)
+                continue
+            ttl = ttl_s.get(key)
+            if ttl is not None and now + ttl > counter.expires_at:
+                counter.expires_at = now + ttl
+            levels[key] = Level(counter.spent, counter.reserved)
+        if entry is not None:
+            self._compact_due()
+        return levels
+
+    async def add_spent(self, key: str, amount: int, ttl_s: float) -> Level:
+        check_amount("amount", amount, key)
+        check_ttl("ttl_s", ttl_s, key)
+        now = self._clock()
+        self._tidy(now)
+        until = now + ttl_s
+        counter = self._counters.get(key)
+        if counter is None:
+            self._counters[key] = _Counter(amount, 0, until)
+            heapq.heappush(self._expiry, (until, key))
+            return Level(amount, 0)
+        counter.spent += amount
+        if until > counter.expires_at:
+            counter.expires_at = until
+        return Level(counter.spent, counter.reserved)
+
+    async def levels(self, keys: Sequence[str]) -> dict[str, Level]:
+        self._tidy(self._clock())
+        levels: dict[str, Level] = {}
+        for key in keys:
+            counter = self._counters.get(key)
+            levels[key] = Level(0, 0) if counter is None else Level(counter.spent, counter.reserved)
+        return levels
+
+    async def seed(self, key: str, spent: int, ttl_s: float) -> bool:
+        check_amount("spent", spent, key)
+        check_ttl("ttl_s", ttl_s, key)
+        now = self._clock()
+        self._tidy(now)
+        if key in self._counters:
+            return False
+        self._counters[key] = _Counter(spent, 0, now + ttl_s)
+        heapq.heappush(self._expiry, (now + ttl_s, key))
+        return True
+
+    async def reclaim(self) -> int:
+        return self._tidy(self._clock())
+
+    async def close(self) -> None:
+        return None
+
+    def _tidy(self, now: float) -> int:
+        """Reclaim the reservations due by `now`, then drop the counters expired by `now`;
+        returns how many reservations were reclaimed. Both heaps are checked at their head
+        only, so a call with nothing due costs two comparisons."""
+        reclaimed = 0
+        due = self._due
+        if due and due[0][0] <= now:
+            counters = self._counters
+            while due and due[0][0] <= now:
+                expires_at, reservation_id = heapq.heappop(due)
+                entry = self._open.get(reservation_id)
+                if entry is None or entry[0] != expires_at:
+                    continue  # settled already (or reopened with a later hold)
+                del self._open[reservation_id]
+                for key, amount in entry[1].items():
+                    counter = counters.get(key)
+                    if counter is not None:
+                        counter.reserved -= amount
+                reclaimed += 1
+        expiry = self._expiry
+        if expiry and expiry[0][0] <= now:
+            counters = self._counters
+            while expiry and expiry[0][0] <= now:
+                _, key = heapq.heappop(expiry)
+                counter = counters.get(key)
+                if counter is None:
+                    continue
+                if counter.expires_at > now:
+                    heapq.heappush(expiry, (counter.expires_at, key))
+                elif counter.reserved:
+                    # Not expected (a reservation extends its counters to its own hold), but
+                    # money still held must not vanish: look again shortly.
+                    heapq.heappush(expiry, (now + _RECHECK_S, key))
+                else:
+                    del counters[key]
+        return reclaimed
+
+    def _compact_due(self) -> None:
+        """Settled reservations leave their entry in the due heap until their hold would have
+        run out; rebuild it when such leftovers dominate, so its size follows the open
+        reservations rather than the request rate times the hold."""
+        if len(self._due) > 2 * len(self._open) + 1024:
+            self._due = [(entry[0], rid) for rid, entry in self._open.items()]
+            heapq.heapify(self._due)
