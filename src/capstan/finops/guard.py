@@ -12,11 +12,20 @@ is released by the store after `hold_s`.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from capstan.finops.budget_rules import BudgetIndex, BudgetRule, Caller, counter_key, crossed
+from capstan.finops.budget_rules import (
+    BudgetIndex,
+    BudgetRule,
+    Caller,
+    counter_key,
+    crossed,
+    period_end,
+    period_start,
+)
 from capstan.finops.counters import Charge, CounterStore, CounterStoreUnavailable
 from capstan.finops.money import format_usd
 from capstan.gateway.errors import GatewayError
@@ -25,6 +34,7 @@ log = logging.getLogger(__name__)
 
 # Longer than any request may take (the deadline is capped at an hour).
 HOLD_S = 3900.0
+KEY_MEMO_LIMIT = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +65,19 @@ class BudgetGuard:
     ) -> None:
         self.counters = counters
         self.on_crossing = on_crossing
+        # Per budget: its current counter key, ttl, and the moment the period ends; computing
+        # a period's bounds is datetime arithmetic, too slow to repeat on every call.
+        self._keys: dict[uuid.UUID, tuple[str, float, datetime | None]] = {}
+
+    def _key(self, rule: BudgetRule, at: datetime) -> tuple[str, float]:
+        known = self._keys.get(rule.id)
+        if known is not None and (known[2] is None or at < known[2]):
+            return known[0], known[1]
+        key, ttl = counter_key(rule, at)
+        if len(self._keys) > KEY_MEMO_LIMIT:
+            self._keys.clear()
+        self._keys[rule.id] = (key, ttl, period_end(rule.period, period_start(rule.period, at)))
+        return key, ttl
 
     async def admit(
         self, index: BudgetIndex, caller: Caller, worst_case: int, request_id: str, at: datetime
@@ -64,7 +87,7 @@ class BudgetGuard:
         rules = index.for_caller(caller)
         if not rules:
             return None
-        keyed = [counter_key(rule, at) for rule in rules]
+        keyed = [self._key(rule, at) for rule in rules]
         downgraded: BudgetRule | None = None
         enforced = {rule.id for rule in rules if rule.action != "alert-only"}
         while True:

@@ -25,6 +25,7 @@ from capstan.finops.money import price_from_decimal
 from capstan.gateway.catalog.catalog import Catalog, CatalogModel
 
 PriceSource = Literal["catalog", "override"]
+MEMO_LIMIT = 10_000  # distinct model names remembered (they come from the configuration)
 TargetKind = Literal["model", "deployment"]
 
 
@@ -134,10 +135,13 @@ class PriceBook:
     moment are a `ValueError`, since nothing could say which one applies.
     """
 
-    __slots__ = ("_catalog", "_catalog_prices", "_deployments", "_models")
+    __slots__ = ("_catalog", "_catalog_prices", "_deployments", "_keys", "_models")
 
     def __init__(self, catalog: Catalog, records: Iterable[PriceRecord] = ()) -> None:
         self._catalog = catalog
+        # Model name -> its key, memoised: `Catalog.get` tries several spellings with regular
+        # expressions, and `price_for` runs on every call.
+        self._keys: dict[str, str] = {}
         self._catalog_prices = {model.id: price_from_catalog(model) for model in catalog}
         by_deployment: dict[str, list[Price]] = {}
         by_model: dict[str, list[Price]] = {}
@@ -157,8 +161,13 @@ class PriceBook:
         So an override entered for "gpt-4o" prices calls to "gpt-4o-2024-08-06" as well, and
         one for a model the catalog lacks still matches however its case is written.
         """
-        entry = self._catalog.get(model)
-        return entry.id if entry is not None else model.strip().lower()
+        key = self._keys.get(model)
+        if key is None:
+            entry = self._catalog.get(model)
+            key = entry.id if entry is not None else model.strip().lower()
+            if len(self._keys) < MEMO_LIMIT:
+                self._keys[model] = key
+        return key
 
     def price_for(self, deployment: str, model: str, at: datetime) -> Price | None:
         """The price of a call to `model` through `deployment` at the moment `at`.
