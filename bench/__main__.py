@@ -19,7 +19,17 @@ def _gateway(flags: list[str]) -> None:
     gateway.run(flags)
 
 
-SUITES: dict[str, Callable[[list[str]], None]] = {"core": _core, "gateway": _gateway}
+def _finops(flags: list[str]) -> None:
+    from bench import finops
+
+    finops.run()
+
+
+SUITES: dict[str, Callable[[list[str]], None]] = {
+    "core": _core,
+    "finops": _finops,
+    "gateway": _gateway,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -258,7 +258,9 @@ def run(argv: list[str] | None = None) -> None:
                 "direct", targets.direct(up), opts, latency=True, memory=False
             )
         capstan = targets.capstan(home) if home else Skipped("capstan", setup_error, True)
-        pair = {"floor": targets.floor(up), "capstan": capstan}
+        pair: dict[str, Starter | Skipped] = {"floor": targets.floor(up), "capstan": capstan}
+        if wanted("capstan-budgets"):
+            pair["capstan-budgets"] = _with_budgets(folder / "budgets", up)
         results |= measure_paired(
             {label: starter for label, starter in pair.items() if wanted(label)},
             opts,
@@ -291,6 +293,16 @@ def run(argv: list[str] | None = None) -> None:
     if servers is not None:
         print_servers(servers)
     print(f"results: {path.relative_to(ROOT)}")
+
+
+def _with_budgets(folder: Path, standin_url: str) -> Starter | Skipped:
+    """Capstan from a home of its own holding the four benchmark budgets."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        home = targets.capstan_home(folder, standin_url, budgets=True)
+    except Exception as exc:
+        return Skipped("capstan-budgets", str(exc), True)
+    return targets.capstan(home, name="capstan-budgets")
 
 
 # -- summary and report ------------------------------------------------------------------------
@@ -328,6 +340,7 @@ def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
     ratios: dict[str, float | None] = {
         "capstan/floor": _paired_ratio(results, "capstan", "floor"),
+        "capstan-budgets/capstan": _paired_ratio(results, "capstan-budgets", "capstan"),
         "capstan/litellm": _ratio(rate("capstan"), rate("litellm")),
         "capstan/direct": _ratio(rate("capstan"), rate("direct")),
         "floor/direct": _ratio(rate("floor"), rate("direct")),
@@ -347,6 +360,9 @@ def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     rss = results.get("capstan", {}).get("rss", {})
     checks = {
         "throughput >= 60% of floor": _verdict(ratios["capstan/floor"], lambda v: v >= 0.6),
+        "4 budgets cost <= 10% of throughput": _verdict(
+            ratios["capstan-budgets/capstan"], lambda v: v >= 0.9
+        ),
         "c1 added p50 <= 0.5 ms": _verdict(added["capstan_p50_ms"], lambda v: v <= 0.5),
         "c1 added p99 <= 2 ms": _verdict(added["capstan_p99_ms"], lambda v: v <= 2.0),
         "stream TTFB added p50 <= 1 ms": _verdict(ttfb_added["p50_ms"], lambda v: v <= 1.0),

@@ -143,8 +143,19 @@ class CapstanHome:
     key: str  # a service key: it may only call models
 
 
-def capstan_home(folder: Path, standin_url: str) -> CapstanHome:
-    """`capstan init`, `capstan apply` and a service key, all through the CLI, in `folder`."""
+# Four budgets every benchmark request falls under (two on the organization, two on the key),
+# with limits no run reaches: what admission and settlement cost, not what a refusal costs.
+BUDGETS = (
+    ("org-monthly", "org", "monthly", "block"),
+    ("org-daily", "org", "daily", "alert-only"),
+    ("key-monthly", "key:{key_id}", "monthly", "block"),
+    ("key-total", "key:{key_id}", "total", "alert-only"),
+)
+
+
+def capstan_home(folder: Path, standin_url: str, *, budgets: bool = False) -> CapstanHome:
+    """`capstan init`, `capstan apply` and a service key, all through the CLI, in `folder`;
+    with `budgets`, the four `BUDGETS` on top."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAPSTAN_")}
     env |= {
         "CAPSTAN_HOME": str(folder / "home"),
@@ -165,6 +176,12 @@ def capstan_home(folder: Path, standin_url: str) -> CapstanHome:
     issued = orjson.loads(
         capstan("keys", "create", "--role", "service", "--name", "bench", "--json")
     )
+    if budgets:
+        for name, scope, period, action in BUDGETS:
+            capstan(
+                *("budgets", "create", name, "--scope", scope.format(key_id=issued["id"])),
+                *("--period", period, "--action", action, "--limit-usd", "1000000"),
+            )
     return CapstanHome(env, issued["key"])
 
 
@@ -194,8 +211,8 @@ def capstan_command(kind: str, port: int) -> list[str] | None:
     raise ValueError(f"unknown server {kind}")
 
 
-def capstan(home: CapstanHome, kind: str = "uvicorn") -> Starter | Skipped:
-    name = "capstan" if kind == "uvicorn" else f"capstan-{kind}"
+def capstan(home: CapstanHome, kind: str = "uvicorn", name: str | None = None) -> Starter | Skipped:
+    name = name or ("capstan" if kind == "uvicorn" else f"capstan-{kind}")
     port = free_port()
     args = capstan_command(kind, port)
     if args is None:

@@ -123,7 +123,7 @@ class Settings(BaseSettings):
         default=None, description="Where budget threshold alerts are posted (JSON, Slack-style)."
     )
     events_batch_size: int = Field(
-        default=2500, ge=1, le=100_000, description="Request events per insert, at most."
+        default=1000, ge=1, le=100_000, description="Request events per insert, at most."
     )
     events_flush_interval_s: float = Field(
         default=1.0,

@@ -62,7 +62,7 @@ class EventPipeline:
         store: Store,
         spool_dir: Path,
         *,
-        batch_size: int = 2500,
+        batch_size: int = 1000,
         flush_interval_s: float = 1.0,
         fsync_interval_s: float = 1.0,
         adopt_interval_s: float = 5.0,

@@ -30,6 +30,7 @@ PARTITION_SCHEMA = "request_event_partitions"
 DEFAULT_PARTITION = "request_events_default"
 # Any fixed 64-bit key: only `ensure_partitions` callers contend for it.
 _PARTITION_LOCK_KEY = 0x43415053_54414E01
+SQLITE_DOCUMENT_LINES = 1000
 
 _TABLE = cast(Table, RequestEvent.__table__)
 _COLUMNS: tuple[str, ...] = tuple(column.name for column in _TABLE.columns)
@@ -143,9 +144,15 @@ def insert_json_lines(store: Store, lines: list[bytes]) -> int:
     line SQLite cannot read fails the whole batch, and the caller takes the careful path."""
     if not lines:
         return 0
-    document = (b"[" + b",".join(lines) + b"]").decode()
+    new = 0
     with store.write() as session:
-        return _inserted(session.execute(_SQLITE_INSERT, {"rows": document}))
+        # Documents of at most 1,000 events: SQLite parses each one whole, and an adopted
+        # spool can hand over several thousand lines at once.
+        for start in range(0, len(lines), SQLITE_DOCUMENT_LINES):
+            chunk = lines[start : start + SQLITE_DOCUMENT_LINES]
+            document = (b"[" + b",".join(chunk) + b"]").decode()
+            new += _inserted(session.execute(_SQLITE_INSERT, {"rows": document}))
+    return new
 
 
 def _inserted(result: Result[Any]) -> int:
