@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from capstan.cli import audit, gateway, identity, server
 from capstan.cli import finops as finops_cli
+from capstan.cli import report as report_cli
 from capstan.cli import requests as requests_cli
 from capstan.cli import secrets as secrets_cli
 from capstan.cli import upstream_sim as upstream_sim_cli
@@ -36,6 +37,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(requests_cli.app, name="requests")
 app.add_typer(finops_cli.budgets, name="budgets")
 app.add_typer(finops_cli.prices, name="prices")
+app.add_typer(report_cli.app, name="report")
 app.add_typer(secrets_cli.app, name="secrets")
 app.add_typer(gateway.providers, name="providers")
 app.add_typer(gateway.deployments, name="deployments")

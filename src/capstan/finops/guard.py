@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,7 +26,8 @@ from capstan.finops.budget_rules import (
     period_end,
     period_start,
 )
-from capstan.finops.counters import Charge, CounterStore, CounterStoreUnavailable
+from capstan.finops.counters import Charge, CounterStore, CounterStoreUnavailable, Level
+from capstan.finops.memory_counters import MemoryCounters
 from capstan.finops.money import format_usd
 from capstan.gateway.errors import GatewayError
 
@@ -43,8 +44,7 @@ class Hold:
 
     id: str
     rules: tuple[BudgetRule, ...]
-    keys: tuple[str, ...]
-    ttls: tuple[float, ...]
+    charges: tuple[Charge, ...]  # one per rule, in the same order
     amount: int
     downgraded_by: BudgetRule | None = None
 
@@ -65,6 +65,8 @@ class BudgetGuard:
     ) -> None:
         self.counters = counters
         self.on_crossing = on_crossing
+        # The memory store answers without I/O: called directly, with no coroutine or task.
+        self.inline = counters if isinstance(counters, MemoryCounters) else None
         # Per budget: its current counter key, ttl, and the moment the period ends; computing
         # a period's bounds is datetime arithmetic, too slow to repeat on every call.
         self._keys: dict[uuid.UUID, tuple[str, float, datetime | None]] = {}
@@ -87,16 +89,18 @@ class BudgetGuard:
         rules = index.for_caller(caller)
         if not rules:
             return None
-        keyed = [self._key(rule, at) for rule in rules]
+        charges = []
+        for rule in rules:
+            key, ttl = self._key(rule, at)
+            limit = None if rule.action == "alert-only" else rule.limit
+            charges.append(Charge(key, worst_case, limit, ttl))
         downgraded: BudgetRule | None = None
-        enforced = {rule.id for rule in rules if rule.action != "alert-only"}
         while True:
-            charges = [
-                Charge(key, worst_case, rule.limit if rule.id in enforced else None, ttl)
-                for rule, (key, ttl) in zip(rules, keyed, strict=True)
-            ]
             try:
-                refusal = await self.counters.reserve(request_id, charges, HOLD_S)
+                if self.inline is not None:
+                    refusal = self.inline.reserve_now(request_id, charges, HOLD_S)
+                else:
+                    refusal = await self.counters.reserve(request_id, charges, HOLD_S)
             except CounterStoreUnavailable as exc:
                 if any(rule.blocks for rule in rules):
                     raise GatewayError(
@@ -111,45 +115,51 @@ class BudgetGuard:
                 return None
             if refusal is None:
                 break
-            rule = next(r for r, (key, _) in zip(rules, keyed, strict=True) if key == refusal.key)
+            at_limit = next(i for i, c in enumerate(charges) if c.key == refusal.key)
+            rule = rules[at_limit]
             if rule.action != "downgrade":
                 raise budget_exceeded(rule, refusal.spent + refusal.reserved)
             downgraded = downgraded or rule
-            enforced.discard(rule.id)  # counted from now on, no longer a limit for this call
-        return Hold(
-            request_id,
-            tuple(rules),
-            tuple(key for key, _ in keyed),
-            tuple(ttl for _, ttl in keyed),
-            worst_case,
-            downgraded,
-        )
+            # Counted from now on, no longer a limit for this call.
+            refused = charges[at_limit]
+            charges[at_limit] = Charge(refused.key, refused.amount, None, refused.ttl_s)
+        return Hold(request_id, tuple(rules), tuple(charges), worst_case, downgraded)
+
+    def settle_inline(self, hold: Hold, cost: int) -> bool:
+        """Settle now when the store answers without I/O; False when `settle` must be awaited."""
+        if self.inline is None:
+            return False
+        levels = self.inline.settle_now(hold.id, *_settlement(hold, cost))
+        self._report(hold, cost, levels)
+        return True
 
     async def settle(self, hold: Hold, cost: int) -> None:
         """Release the hold and count `cost`; thresholds crossed go to `on_crossing`. A store
         that is away leaves the reservation to expire; the event in the store keeps the cost,
         and counters are rebuilt from events at the next start."""
         try:
-            levels = await self.counters.settle(
-                hold.id,
-                dict.fromkeys(hold.keys, cost),
-                dict(zip(hold.keys, hold.ttls, strict=True)),
-            )
+            levels = await self.counters.settle(hold.id, *_settlement(hold, cost))
         except CounterStoreUnavailable as exc:
             log.warning("could not settle budget hold %s: %s", hold.id, exc)
             return
+        self._report(hold, cost, levels)
+
+    def _report(self, hold: Hold, cost: int, levels: Mapping[str, Level]) -> None:
         if cost <= 0:
             return
         crossings = [
-            Crossing(rule, key, threshold, levels[key].spent)
-            for rule, key in zip(hold.rules, hold.keys, strict=True)
-            if key in levels
-            for threshold in crossed(
-                rule.thresholds, rule.limit, levels[key].spent - cost, levels[key].spent
-            )
+            Crossing(rule, charge.key, threshold, level.spent)
+            for rule, charge in zip(hold.rules, hold.charges, strict=True)
+            if (level := levels.get(charge.key)) is not None
+            for threshold in crossed(rule.thresholds, rule.limit, level.spent - cost, level.spent)
         ]
         if crossings:
             self.on_crossing(crossings)
+
+
+def _settlement(hold: Hold, cost: int) -> tuple[dict[str, int], dict[str, float]]:
+    """What each counter of the hold is charged, and how long it must live."""
+    return {c.key: cost for c in hold.charges}, {c.key: c.ttl_s for c in hold.charges}
 
 
 def budget_exceeded(rule: BudgetRule, used: int) -> GatewayError:

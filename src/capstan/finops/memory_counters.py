@@ -63,6 +63,17 @@ class MemoryCounters:
     async def reserve(
         self, reservation_id: str, charges: Sequence[Charge], hold_s: float
     ) -> Refusal | None:
+        return self.reserve_now(reservation_id, charges, hold_s)
+
+    async def settle(
+        self, reservation_id: str, actual: Mapping[str, int], ttl_s: Mapping[str, float]
+    ) -> dict[str, Level]:
+        return self.settle_now(reservation_id, actual, ttl_s)
+
+    def reserve_now(
+        self, reservation_id: str, charges: Sequence[Charge], hold_s: float
+    ) -> Refusal | None:
+        """`reserve` without a coroutine: the gateway calls it inline on every budgeted call."""
         amounts = amounts_by_key(charges)
         check_hold(hold_s)
         now = self._clock()
@@ -98,9 +109,10 @@ class MemoryCounters:
         heapq.heappush(self._due, (expires_at, reservation_id))
         return None
 
-    async def settle(
+    def settle_now(
         self, reservation_id: str, actual: Mapping[str, int], ttl_s: Mapping[str, float]
     ) -> dict[str, Level]:
+        """`settle` without a coroutine (nor a task to run it), for the same reason."""
         check_settlement(actual, ttl_s)
         now = self._clock()
         self._tidy(now)

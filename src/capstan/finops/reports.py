@@ -23,7 +23,18 @@ from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, get_args
 
-from sqlalchemy import ColumnElement, and_, case, func, literal_column, null, or_, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    and_,
+    case,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from capstan.finops.money import format_usd
@@ -38,20 +49,19 @@ GROUP_KINDS: tuple[GroupKind, ...] = get_args(GroupKind)
 NO_GROUP = "(none)"
 UNTAGGED = "(untagged)"
 TAG_KEY_MAX = 100
+# Money columns in US dollars, each from its micro-dollar field of SpendRow.
+_CSV_MONEY = (
+    ("cost_usd", "cost_micros"),
+    ("input_usd", "input_micros"),
+    ("output_usd", "output_micros"),
+    ("cache_read_usd", "cache_read_micros"),
+    ("cache_write_usd", "cache_write_micros"),
+    ("reasoning_usd", "reasoning_micros"),
+)
 CSV_COLUMNS = (
-    "group",
-    "label",
-    "requests",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-    "input_usd",
-    "output_usd",
-    "cache_read_usd",
-    "cache_write_usd",
-    "reasoning_usd",
-    "estimated_calls",
-    "unpriced_calls",
+    *("group", "label", "requests", "prompt_tokens", "completion_tokens"),
+    *(column for column, _ in _CSV_MONEY),
+    *("estimated_calls", "unpriced_calls"),
 )
 _MONTH = re.compile(r"(\d{4})-(\d{2})", re.ASCII)
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
@@ -227,7 +237,9 @@ def _aggregates() -> list[ColumnElement[Any]]:
     return [column.label(name) for column, name in zip(columns, _SUMS, strict=True)]
 
 
-def report_statement(scope: ScopePath, grouping: Grouping, start: datetime, end: datetime) -> Any:
+def report_statement(
+    scope: ScopePath, grouping: Grouping, start: datetime, end: datetime
+) -> CompoundSelect[Any]:
     """Grouped rows (`is_total` 0) and the overall sums (`is_total` 1) in one statement. The
     rows are grouped by the output name `grp`: on PostgreSQL a tag expression repeated in
     GROUP BY would carry its own bound parameter and not be recognised as the same one."""
@@ -328,21 +340,9 @@ def chargeback_csv(report: SpendReport) -> str:
 
 
 def _csv_line(row: SpendRow, group: str, label: str) -> list[str | int]:
-    return [
-        _cell(group),
-        _cell(label),
-        row.requests,
-        row.prompt_tokens,
-        row.completion_tokens,
-        format_usd(row.cost_micros),
-        format_usd(row.input_micros),
-        format_usd(row.output_micros),
-        format_usd(row.cache_read_micros),
-        format_usd(row.cache_write_micros),
-        format_usd(row.reasoning_micros),
-        row.estimated_calls,
-        row.unpriced_calls,
-    ]
+    counts = [row.requests, row.prompt_tokens, row.completion_tokens]
+    money = [format_usd(getattr(row, field)) for _, field in _CSV_MONEY]
+    return [_cell(group), _cell(label), *counts, *money, row.estimated_calls, row.unpriced_calls]
 
 
 def _cell(text: str) -> str:

@@ -153,6 +153,8 @@ class Gateway:
         self.events.record(event)
         if hold is not None:
             cost = record.cost.total if record.cost is not None else 0
+            if self.guard.settle_inline(hold, cost):
+                return
             task = self.loop.create_task(self.guard.settle(hold, cost))
             self._settling.add(task)
             task.add_done_callback(self._settling.discard)
