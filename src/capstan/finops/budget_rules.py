@@ -50,6 +50,12 @@ class BudgetRule:
     def blocks(self) -> bool:
         return self.action == "block"
 
+    @property
+    def lowest_threshold(self) -> int:
+        """The first percentage that alerts (thresholds are kept sorted); past any limit if
+        there are none."""
+        return self.thresholds[0] if self.thresholds else 10**9
+
 
 def period_start(period: PeriodKind, at: datetime) -> datetime:
     """Where the period containing `at` began (UTC): midnight, Monday, the 1st, or never."""

@@ -245,7 +245,7 @@ def load_rules(session: Session, org_id: uuid.UUID) -> list[BudgetRule]:
             limit=row.limit_micros,
             action=row.action,  # type: ignore[arg-type]
             downgrade_to=row.downgrade_to,
-            thresholds=tuple(row.thresholds or DEFAULT_THRESHOLDS),
+            thresholds=tuple(sorted(row.thresholds or DEFAULT_THRESHOLDS)),
             scope_label=label_of(session, row),
         )
         for row in rows

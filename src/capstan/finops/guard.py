@@ -147,12 +147,18 @@ class BudgetGuard:
     def _report(self, hold: Hold, cost: int, levels: Mapping[str, Level]) -> None:
         if cost <= 0:
             return
-        crossings = [
-            Crossing(rule, charge.key, threshold, level.spent)
-            for rule, charge in zip(hold.rules, hold.charges, strict=True)
-            if (level := levels.get(charge.key)) is not None
-            for threshold in crossed(rule.thresholds, rule.limit, level.spent - cost, level.spent)
-        ]
+        crossings: list[Crossing] = []
+        for rule, charge in zip(hold.rules, hold.charges, strict=True):
+            level = levels.get(charge.key)
+            # Below the lowest threshold (the usual case) nothing can have been crossed.
+            if level is None or level.spent * 100 < rule.lowest_threshold * rule.limit:
+                continue
+            crossings.extend(
+                Crossing(rule, charge.key, threshold, level.spent)
+                for threshold in crossed(
+                    rule.thresholds, rule.limit, level.spent - cost, level.spent
+                )
+            )
         if crossings:
             self.on_crossing(crossings)
 
