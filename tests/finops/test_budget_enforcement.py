@@ -18,12 +18,13 @@ from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from capstan.finops.money import parse_usd
 from tests.databases import require_redis
 from tests.gateway.setup import GatewayUnderTest, request_event, start_gateway
-from tests.servers import start_server
+from tests.servers import start_asgi, start_server
 
 DEPLOYMENT = "gpt-4o-mini@sim-openai"
 CHEAP = "claude-haiku@sim-anthropic"
@@ -235,3 +236,47 @@ def test_a_restarted_gateway_remembers_what_was_spent(tmp_path: Path) -> None:
         # 10,000 µ$ spent before the restart leaves room for none of 5,002 under 12,000.
         assert [o.status for o in later] == [429, 429]
         assert found["spent_usd"] == "0.01"
+
+
+class Receiver:
+    """A webhook endpoint on loopback that keeps what it was sent."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        self.received.append(orjson.loads(body))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_thresholds_are_posted_once_each_to_the_webhook(tmp_path: Path) -> None:
+    receiver = Receiver()
+    hook = start_asgi(receiver)
+    try:
+        for gateway in start_gateway(
+            tmp_path, events_flush_interval_s=0.1, budget_webhook_url=f"{hook.url}/alerts"
+        ):
+            priced(gateway)
+            created = create_budget(gateway, action="alert-only", limit_usd="0.02")
+
+            asyncio.run(call_many([gateway.url], gateway.key, 5))  # 5 x 0.005 USD of 0.02
+
+            deadline = time.monotonic() + 10
+            while len(receiver.received) < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.2)  # nothing more arrives
+    finally:
+        hook.stop()
+
+    assert [r["threshold_percent"] for r in receiver.received] == [50, 80, 100]
+    assert {r["budget"] for r in receiver.received} == {created["name"]}
+    assert created["name"] in receiver.received[0]["text"]

@@ -12,6 +12,7 @@ import logging
 from datetime import datetime
 
 import aiohttp
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from capstan.finops.budget_rules import period_start
@@ -49,8 +50,8 @@ class BudgetAlerts:
             except Exception:
                 log.exception("could not record a budget alert for %s", crossing.rule.name)
                 continue
-            if new and self.webhook_url:
-                await self._post(http, crossing)
+            if new and self.webhook_url and await self._post(http, crossing):
+                await asyncio.to_thread(self._delivered, crossing, at)
 
     def _record(self, crossing: Crossing, at: datetime) -> bool:
         """True when this is the first time the threshold is recorded for the period."""
@@ -78,7 +79,20 @@ class BudgetAlerts:
         )
         return True
 
-    async def _post(self, http: aiohttp.ClientSession, crossing: Crossing) -> None:
+    def _delivered(self, crossing: Crossing, at: datetime) -> None:
+        rule = crossing.rule
+        with self.store.write() as session:
+            session.execute(
+                update(BudgetAlert)
+                .where(
+                    BudgetAlert.budget_id == rule.id,
+                    BudgetAlert.period_start == period_start(rule.period, at),
+                    BudgetAlert.threshold == crossing.threshold,
+                )
+                .values(delivered=True)
+            )
+
+    async def _post(self, http: aiohttp.ClientSession, crossing: Crossing) -> bool:
         assert self.webhook_url is not None
         rule = crossing.rule
         text = (
@@ -102,5 +116,8 @@ class BudgetAlerts:
             ) as response:
                 if response.status >= 300:
                     log.warning("budget webhook answered %d", response.status)
+                    return False
+                return True
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("budget webhook failed: %s", exc)
+            return False
