@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from types import MappingProxyType
+from typing import Literal, NamedTuple
 
 from capstan.identity.scope import ScopePath
 
@@ -96,14 +97,13 @@ def crossed(thresholds: Iterable[int], limit: int, before: int, after: int) -> l
     return [t for t in thresholds if before * 100 < t * limit <= after * 100]
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """What a request is attributed to, as budgets see it."""
+class Caller(NamedTuple):
+    """What a request is attributed to, as budgets see it (a tuple: one is built per call)."""
 
     scope: ScopePath
     key_id: uuid.UUID | None = None
     user_id: uuid.UUID | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)

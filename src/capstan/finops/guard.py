@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,7 +26,7 @@ from capstan.finops.budget_rules import (
     period_end,
     period_start,
 )
-from capstan.finops.counters import Charge, CounterStore, CounterStoreUnavailable, Level
+from capstan.finops.counters import MAX_AMOUNT, Charge, CounterStore, CounterStoreUnavailable
 from capstan.finops.memory_counters import MemoryCounters
 from capstan.finops.money import format_usd
 from capstan.gateway.errors import GatewayError
@@ -40,11 +40,12 @@ KEY_MEMO_LIMIT = 100_000
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """What one request reserved, to be settled when it ends."""
+    """What one request reserved, to be settled when it ends: one counter per rule, in order."""
 
     id: str
     rules: tuple[BudgetRule, ...]
-    charges: tuple[Charge, ...]  # one per rule, in the same order
+    keys: tuple[str, ...]
+    ttls: tuple[float, ...]
     amount: int
     downgraded_by: BudgetRule | None = None
 
@@ -89,18 +90,20 @@ class BudgetGuard:
         rules = index.for_caller(caller)
         if not rules:
             return None
-        charges = []
+        if type(worst_case) is not int or not 0 <= worst_case <= MAX_AMOUNT:
+            raise ValueError(f"a reservation must be 0 to {MAX_AMOUNT} micro-dollars")
+        keys: list[str] = []
+        ttls: list[float] = []
+        limits: list[int | None] = []
         for rule in rules:
             key, ttl = self._key(rule, at)
-            limit = None if rule.action == "alert-only" else rule.limit
-            charges.append(Charge(key, worst_case, limit, ttl))
+            keys.append(key)
+            ttls.append(ttl)
+            limits.append(None if rule.action == "alert-only" else rule.limit)
         downgraded: BudgetRule | None = None
         while True:
             try:
-                if self.inline is not None:
-                    refusal = self.inline.reserve_now(request_id, charges, HOLD_S)
-                else:
-                    refusal = await self.counters.reserve(request_id, charges, HOLD_S)
+                refused = await self._reserve(request_id, keys, worst_case, limits, ttls)
             except CounterStoreUnavailable as exc:
                 if any(rule.blocks for rule in rules):
                     raise GatewayError(
@@ -113,24 +116,47 @@ class BudgetGuard:
                     ) from exc
                 log.warning("budget counters unreachable; admitting without them: %s", exc)
                 return None
-            if refusal is None:
+            if refused is None:
                 break
-            at_limit = next(i for i, c in enumerate(charges) if c.key == refusal.key)
+            at_limit, used = refused
             rule = rules[at_limit]
             if rule.action != "downgrade":
-                raise budget_exceeded(rule, refusal.spent + refusal.reserved)
+                raise budget_exceeded(rule, used)
             downgraded = downgraded or rule
-            # Counted from now on, no longer a limit for this call.
-            refused = charges[at_limit]
-            charges[at_limit] = Charge(refused.key, refused.amount, None, refused.ttl_s)
-        return Hold(request_id, tuple(rules), tuple(charges), worst_case, downgraded)
+            limits[at_limit] = None  # counted from now on, no longer a limit for this call
+        return Hold(request_id, tuple(rules), tuple(keys), tuple(ttls), worst_case, downgraded)
+
+    async def _reserve(
+        self,
+        request_id: str,
+        keys: list[str],
+        amount: int,
+        limits: list[int | None],
+        ttls: list[float],
+    ) -> tuple[int, int] | None:
+        """None once reserved; else (the index of the counter at its limit, what it holds)."""
+        inline = self.inline
+        if inline is not None:
+            at_limit = inline.reserve_same(request_id, keys, amount, limits, ttls, HOLD_S)
+            if at_limit < 0:
+                return None
+            level = inline.level_now(keys[at_limit])
+            return at_limit, level.spent + level.reserved
+        charges = [
+            Charge(key, amount, limit, ttl)
+            for key, limit, ttl in zip(keys, limits, ttls, strict=True)
+        ]
+        refusal = await self.counters.reserve(request_id, charges, HOLD_S)
+        if refusal is None:
+            return None
+        return keys.index(refusal.key), refusal.spent + refusal.reserved
 
     def settle_inline(self, hold: Hold, cost: int) -> bool:
         """Settle now when the store answers without I/O; False when `settle` must be awaited."""
         if self.inline is None:
             return False
-        levels = self.inline.settle_now(hold.id, *_settlement(hold, cost))
-        self._report(hold, cost, levels)
+        spent = self.inline.settle_same(hold.id, hold.keys, cost, hold.ttls)
+        self._report(hold, cost, spent)
         return True
 
     async def settle(self, hold: Hold, cost: int) -> None:
@@ -138,34 +164,31 @@ class BudgetGuard:
         that is away leaves the reservation to expire; the event in the store keeps the cost,
         and counters are rebuilt from events at the next start."""
         try:
-            levels = await self.counters.settle(hold.id, *_settlement(hold, cost))
+            levels = await self.counters.settle(
+                hold.id,
+                dict.fromkeys(hold.keys, cost),
+                dict(zip(hold.keys, hold.ttls, strict=True)),
+            )
         except CounterStoreUnavailable as exc:
             log.warning("could not settle budget hold %s: %s", hold.id, exc)
             return
-        self._report(hold, cost, levels)
+        self._report(hold, cost, [levels[key].spent if key in levels else 0 for key in hold.keys])
 
-    def _report(self, hold: Hold, cost: int, levels: Mapping[str, Level]) -> None:
+    def _report(self, hold: Hold, cost: int, spent: list[int]) -> None:
+        """Hand the thresholds this settlement crossed to `on_crossing`."""
         if cost <= 0:
             return
         crossings: list[Crossing] = []
-        for rule, charge in zip(hold.rules, hold.charges, strict=True):
-            level = levels.get(charge.key)
+        for rule, key, after in zip(hold.rules, hold.keys, spent, strict=True):
             # Below the lowest threshold (the usual case) nothing can have been crossed.
-            if level is None or level.spent * 100 < rule.lowest_threshold * rule.limit:
+            if after * 100 < rule.lowest_threshold * rule.limit:
                 continue
             crossings.extend(
-                Crossing(rule, charge.key, threshold, level.spent)
-                for threshold in crossed(
-                    rule.thresholds, rule.limit, level.spent - cost, level.spent
-                )
+                Crossing(rule, key, threshold, after)
+                for threshold in crossed(rule.thresholds, rule.limit, after - cost, after)
             )
         if crossings:
             self.on_crossing(crossings)
-
-
-def _settlement(hold: Hold, cost: int) -> tuple[dict[str, int], dict[str, float]]:
-    """What each counter of the hold is charged, and how long it must live."""
-    return {c.key: cost for c in hold.charges}, {c.key: c.ttl_s for c in hold.charges}
 
 
 def budget_exceeded(rule: BudgetRule, used: int) -> GatewayError:
