@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import orjson
@@ -280,3 +281,14 @@ def test_thresholds_are_posted_once_each_to_the_webhook(tmp_path: Path) -> None:
     assert [r["threshold_percent"] for r in receiver.received] == [50, 80, 100]
     assert {r["budget"] for r in receiver.received} == {created["name"]}
     assert created["name"] in receiver.received[0]["text"]
+
+
+def test_counting_tokens_is_free_even_at_a_block_limit(gateway: GatewayUnderTest) -> None:
+    create_budget(gateway, action="block", limit_usd="0.004")
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
+
+    counted = client.messages.count_tokens(
+        model=DEPLOYMENT, messages=[{"role": "user", "content": "how many tokens is this?"}]
+    )
+
+    assert counted.input_tokens > 0

@@ -139,7 +139,7 @@ async def _translated_stream(
 async def count_tokens(request: Request, record: CallRecord) -> Response:
     """Anthropic upstreams count exactly; for others the count is an estimate (characters / 4),
     said so in `x-capstan-estimated: true`."""
-    admitted = await admit(request, record, validation.count_tokens_request)
+    admitted = await admit(request, record, validation.count_tokens_request, budgeted=False)
     gateway, body, targets = admitted.gateway, admitted.body, admitted.targets
     headers = {"x-capstan-request-id": record.id}
     native = next((d for d in targets if d.kind == NATIVE_KIND), None)

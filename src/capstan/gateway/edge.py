@@ -141,10 +141,15 @@ def request_deadline(request: Request, targets: list[Deployment]) -> Deadline:
 
 
 async def admit(
-    request: Request, record: CallRecord, validate: Callable[[dict[str, Any]], str]
+    request: Request,
+    record: CallRecord,
+    validate: Callable[[dict[str, Any]], str],
+    *,
+    budgeted: bool = True,
 ) -> Admitted:
     """Authenticate, read and validate the body (`validate` returns the model asked for), and
-    resolve the model to the deployments to try, in order, under the request's deadline."""
+    resolve the model to the deployments to try, in order, under the request's deadline; a
+    `budgeted` call (any that may cost money) first holds its worst case on its budgets."""
     gateway = gateway_of(request)
     principal = await authenticate(gateway.services, request)
     record.principal = principal
@@ -157,7 +162,7 @@ async def admit(
         record.request_body = body
     targets, alias = await gateway.targets(model)
     table = gateway.table
-    if table is not None and table.budgets:
+    if budgeted and table is not None and table.budgets:
         targets, alias = await _reserve(gateway, table, record, principal, body, targets, alias)
     attempts = Attempts(
         gateway,
