@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from capstan.config import Settings
 from capstan.finops.budgets import Budgets
+from capstan.finops.pauses import Pauses
 from capstan.finops.price_overrides import PriceOverrides
 from capstan.gateway.config.service import GatewayConfig
 from capstan.governance.audit import AuditLog
@@ -37,6 +38,7 @@ class Services:
     gateway: GatewayConfig
     budgets: Budgets
     prices: PriceOverrides
+    pauses: Pauses
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -59,6 +61,7 @@ class Services:
             gateway=GatewayConfig(store, changes, vault),
             budgets=Budgets(store, directory, changes),
             prices=PriceOverrides(store, changes),
+            pauses=Pauses(store, directory, changes),
         )
 
     def close(self) -> None:

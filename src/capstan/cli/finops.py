@@ -19,6 +19,8 @@ budgets = typer.Typer(
 budgets.info.no_args_is_help = True
 prices = typer.Typer(help="Prices: the catalog's list prices and the organization's overrides.")
 prices.info.no_args_is_help = True
+pauses = typer.Typer(help="Paused keys, projects, teams and departments.")
+pauses.info.no_args_is_help = True
 
 BUDGET_COLUMNS = ("name", "scope", "period", "limit_usd", "spent_usd", "reserved_usd", "action")
 PRICE_COLUMNS = ("target_kind", "target", "source", "since", "input", "output", "cached_input")
@@ -183,3 +185,48 @@ def _moment(option: str, text: str) -> str:
         return as_utc(datetime.fromisoformat(text)).isoformat()
     except ValueError as exc:
         raise CliError(f"{option}: {text!r} is not an ISO date or time") from exc
+
+
+Scope = Annotated[
+    str, typer.Argument(metavar="SCOPE", help="key:ID, project:NAME, team:NAME or department:NAME.")
+]
+
+
+def pause(
+    scope: Scope,
+    reason: Annotated[str, typer.Option(help="Why; every refused call is told.")],
+    json: JsonFlag = False,
+) -> None:
+    """Stop a scope's model calls until `capstan resume`."""
+    with control_client() as client:
+        row = client.request("POST", "/pauses", json={"scope": scope, "reason": reason})
+    if json:
+        print_json(row)
+    else:
+        typer.echo(f"paused {row['scope_label']}: {row['reason']}")
+
+
+def resume(scope: Scope, json: JsonFlag = False) -> None:
+    """Let a paused scope call models again."""
+    with control_client() as client:
+        row = client.request("POST", "/pauses/resume", json={"scope": scope})
+    if json:
+        print_json(row)
+    else:
+        typer.echo(f"resumed {row['scope_label']} (paused since {row['paused_at']})")
+
+
+@pauses.command("list")
+def list_pauses(
+    all_: Annotated[bool, typer.Option("--all", help="Resumed pauses too.")] = False,
+    json: JsonFlag = False,
+) -> None:
+    """Scopes paused now (or ever, with --all)."""
+    with control_client() as client:
+        rows = client.request("GET", "/pauses", params={"include_resumed": all_})
+    print_listing(
+        rows,
+        ("scope_label", "reason", "paused_by", "paused_at", "resumed_at"),
+        as_json=json,
+        title="Pauses",
+    )

@@ -1,4 +1,4 @@
-"""`/api/v1/budgets` and `/api/v1/prices`.
+"""`/api/v1/budgets`, `/api/v1/prices` and `/api/v1/pauses`.
 
 Budgets are listed with what the gateway's counters hold now (spent and reserved in the current
 period), read from the same counter store the data plane reserves on, so what an operator sees
@@ -26,7 +26,7 @@ from capstan.finops.prices import Price
 from capstan.identity.principal import Principal
 from capstan.identity.roles import Permission
 from capstan.services import Services
-from capstan.store.schema import Budget
+from capstan.store.schema import Budget, Pause
 
 router = APIRouter(tags=["finops"])
 Svc = Annotated[Services, Depends(services_of)]
@@ -189,3 +189,59 @@ def list_prices(
 def set_price(body: PriceIn, services: Svc, principal: PriceWriter) -> PriceOut:
     record = record_of(services.prices.set(principal, PriceRequest(**body.model_dump())))
     return _price_view(record.target_kind, record.target, record.price)
+
+
+class PauseIn(BaseModel):
+    scope: str = Field(
+        description="key:ID, project:NAME, team:NAME or department:NAME", examples=["team:search"]
+    )
+    reason: str = Field(min_length=1, max_length=500, description="Told to every refused call.")
+
+
+class ResumeIn(BaseModel):
+    scope: str
+
+
+class PauseOut(BaseModel):
+    id: uuid.UUID
+    scope_kind: str
+    scope_id: uuid.UUID
+    scope_label: str
+    reason: str
+    paused_by: str
+    paused_at: datetime
+    resumed_at: datetime | None
+    resumed_by: str | None
+
+
+def _pause_view(row: Pause) -> PauseOut:
+    return PauseOut(
+        id=row.id,
+        scope_kind=row.scope_kind,
+        scope_id=row.scope_id,
+        scope_label=row.scope_label,
+        reason=row.reason,
+        paused_by=row.paused_by,
+        paused_at=row.created_at,
+        resumed_at=row.resumed_at,
+        resumed_by=row.resumed_by,
+    )
+
+
+@router.post("/pauses", status_code=status.HTTP_201_CREATED, response_model=PauseOut)
+def pause(body: PauseIn, services: Svc, principal: BudgetWriter) -> PauseOut:
+    """Stop a scope's model calls until it is resumed; every gateway refuses within a second."""
+    return _pause_view(services.pauses.pause(principal, body.scope, body.reason))
+
+
+@router.post("/pauses/resume", response_model=PauseOut)
+def resume(body: ResumeIn, services: Svc, principal: BudgetWriter) -> PauseOut:
+    return _pause_view(services.pauses.resume(principal, body.scope))
+
+
+@router.get("/pauses", response_model=list[PauseOut])
+def list_pauses(
+    services: Svc, principal: SpendReader, include_resumed: bool = False
+) -> list[PauseOut]:
+    rows = services.pauses.list(principal, include_resumed=include_resumed)
+    return [_pause_view(row) for row in rows]

@@ -17,6 +17,7 @@ from capstan.api.auth import presented_key
 from capstan.errors import CapstanError
 from capstan.finops.budget_rules import Caller
 from capstan.finops.metering import reservation
+from capstan.finops.pauses import paused_for
 from capstan.gateway.attempts import Attempts, Deadline
 from capstan.gateway.errors import GatewayError, invalid
 from capstan.gateway.providers.base import FailureKind, UpstreamError, WireJSON
@@ -162,6 +163,10 @@ async def admit(
         record.request_body = body
     targets, alias = await gateway.targets(model)
     table = gateway.table
+    if table is not None and table.paused:
+        notice = paused_for(table.paused, principal.scope, principal.key_id)
+        if notice is not None:
+            raise GatewayError(403, notice.message(), type="permission_error", code="scope_paused")
     if budgeted and table is not None and table.budgets:
         targets, alias = await _reserve(gateway, table, record, principal, body, targets, alias)
     attempts = Attempts(

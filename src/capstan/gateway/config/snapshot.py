@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from capstan.finops.budget_rules import BudgetIndex
 from capstan.finops.budgets import load_rules
+from capstan.finops.pauses import PausedScopes, load_paused
 from capstan.finops.price_overrides import load_price_records
 from capstan.finops.prices import PriceBook
 from capstan.gateway.catalog import Catalog, CatalogModel, default_catalog
@@ -94,6 +95,8 @@ class RoutingTable:
     # are held to; loaded with the rest, so a price or budget change reloads like a route.
     prices: PriceBook | None = None
     budgets: BudgetIndex = field(default_factory=lambda: BudgetIndex.of(()))
+    # Keys, projects, teams and departments paused by hand, by (kind, id).
+    paused: PausedScopes = field(default_factory=dict)
 
     def resolve(self, name: str) -> Alias | Deployment | None:
         return self.aliases.get(name) or self.deployments.get(name)
@@ -129,6 +132,7 @@ def load_routing_table(
         resolver.load_secrets(session, vault, org_id, refs)
         prices = PriceBook(catalog, load_price_records(session, org_id))
         budgets = BudgetIndex.of(load_rules(session, org_id))
+        paused = load_paused(session, org_id)
     resolved = {p.id: _Provider(p, resolver) for p in providers}
     table = {
         d.name: _deployment(d, resolved[d.provider_id], resolver, catalog)
@@ -146,6 +150,7 @@ def load_routing_table(
         org_id,
         prices,
         budgets,
+        MappingProxyType(paused),
     )
 
 

@@ -103,3 +103,25 @@ class BudgetAlert(IdMixin, CreatedMixin, Base):
     limit_micros: Mapped[int] = mapped_column(BigInteger)
     # Whether the webhook (when one is configured) took it; alerts are recorded either way.
     delivered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class Pause(IdMixin, CreatedMixin, Base):
+    """A key, project, team or department stopped from calling models, by hand, until resumed.
+    Rows are kept after a resume (`resumed_at`), so who paused what, why and for how long stays
+    on record next to the audit chain."""
+
+    __tablename__ = "pauses"
+    __table_args__ = (
+        CheckConstraint(
+            "scope_kind IN ('key', 'project', 'team', 'department')", name="scope_kind"
+        ),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), index=True)
+    scope_kind: Mapped[str] = mapped_column(String(16))
+    scope_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    scope_label: Mapped[str] = mapped_column(String(300))
+    reason: Mapped[str] = mapped_column(String(500))
+    paused_by: Mapped[str] = mapped_column(String(200))
+    resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resumed_by: Mapped[str | None] = mapped_column(String(200))
