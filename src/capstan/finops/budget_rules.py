@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Literal, NamedTuple
@@ -25,6 +25,7 @@ SCOPE_KINDS: tuple[ScopeKind, ...] = ("org", "department", "team", "project", "k
 PERIODS: tuple[PeriodKind, ...] = ("daily", "weekly", "monthly", "total")
 ACTIONS: tuple[Action, ...] = ("block", "alert-only", "downgrade")
 DEFAULT_THRESHOLDS = (50, 80, 100)
+MEMO_LIMIT = 100_000  # callers whose budgets an index remembers
 # A counter outlives its period by this much, so a late settlement still finds it.
 COUNTER_GRACE = timedelta(days=2)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -113,6 +114,10 @@ class BudgetIndex:
 
     by_target: Mapping[tuple[str, object], tuple[BudgetRule, ...]]
     rules: tuple[BudgetRule, ...] = ()
+    # The budgets of a (scope, key, user), tags aside: a key's never change within an index.
+    _memo: dict[tuple[object, ...], tuple[BudgetRule, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def of(cls, rules: Iterable[BudgetRule]) -> BudgetIndex:
@@ -129,6 +134,20 @@ class BudgetIndex:
     def for_caller(self, caller: Caller) -> list[BudgetRule]:
         if not self.by_target:
             return []
+        memo_key = (caller.scope, caller.key_id, caller.user_id)
+        fixed = self._memo.get(memo_key)
+        if fixed is None:
+            fixed = self._fixed(caller)
+            if len(self._memo) < MEMO_LIMIT:
+                self._memo[memo_key] = fixed
+        if not caller.tags:
+            return list(fixed)
+        found = list(fixed)
+        for pair in caller.tags.items():
+            found.extend(self.by_target.get(("tag", pair), ()))
+        return found
+
+    def _fixed(self, caller: Caller) -> tuple[BudgetRule, ...]:
         scope = caller.scope
         found: list[BudgetRule] = []
         for kind, target in (
@@ -141,6 +160,4 @@ class BudgetIndex:
         ):
             if target is not None:
                 found.extend(self.by_target.get((kind, target), ()))
-        for pair in caller.tags.items():
-            found.extend(self.by_target.get(("tag", pair), ()))
-        return found
+        return tuple(found)

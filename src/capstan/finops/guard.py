@@ -82,28 +82,46 @@ class BudgetGuard:
         self._keys[rule.id] = (key, ttl, period_end(rule.period, period_start(rule.period, at)))
         return key, ttl
 
+    def admit_inline(
+        self, index: BudgetIndex, caller: Caller, worst_case: int, request_id: str, at: datetime
+    ) -> Hold | None:
+        """`admit` on the memory store, without a coroutine: it runs on every budgeted call."""
+        inline = self.inline
+        assert inline is not None, "the counter store needs I/O: await admit()"
+        plan = self._plan(index, caller, worst_case, at)
+        if plan is None:
+            return None
+        rules, keys, ttls, limits = plan
+        downgraded: BudgetRule | None = None
+        while True:
+            at_limit = inline.reserve_same(request_id, keys, worst_case, limits, ttls, HOLD_S)
+            if at_limit < 0:
+                return Hold(request_id, rules, keys, ttls, worst_case, downgraded)
+            level = inline.level_now(keys[at_limit])
+            downgraded = (
+                _downgrade(rules, limits, at_limit, level.spent + level.reserved) or downgraded
+            )
+
     async def admit(
         self, index: BudgetIndex, caller: Caller, worst_case: int, request_id: str, at: datetime
     ) -> Hold | None:
         """Reserve `worst_case` micro-dollars on every budget of `caller`; None when no budget
-        applies. Raises the 429 of the first `block` budget it would pass."""
-        rules = index.for_caller(caller)
-        if not rules:
+        applies. Raises the 429 of the first `block` budget it would pass; a `downgrade`
+        budget at its limit stays counted but no longer limits the call (`downgraded_by`)."""
+        if self.inline is not None:
+            return self.admit_inline(index, caller, worst_case, request_id, at)
+        plan = self._plan(index, caller, worst_case, at)
+        if plan is None:
             return None
-        if type(worst_case) is not int or not 0 <= worst_case <= MAX_AMOUNT:
-            raise ValueError(f"a reservation must be 0 to {MAX_AMOUNT} micro-dollars")
-        keys: list[str] = []
-        ttls: list[float] = []
-        limits: list[int | None] = []
-        for rule in rules:
-            key, ttl = self._key(rule, at)
-            keys.append(key)
-            ttls.append(ttl)
-            limits.append(None if rule.action == "alert-only" else rule.limit)
+        rules, keys, ttls, limits = plan
         downgraded: BudgetRule | None = None
         while True:
+            charges = [
+                Charge(key, worst_case, limit, ttl)
+                for key, limit, ttl in zip(keys, limits, ttls, strict=True)
+            ]
             try:
-                refused = await self._reserve(request_id, keys, worst_case, limits, ttls)
+                refusal = await self.counters.reserve(request_id, charges, HOLD_S)
             except CounterStoreUnavailable as exc:
                 if any(rule.blocks for rule in rules):
                     raise GatewayError(
@@ -116,40 +134,29 @@ class BudgetGuard:
                     ) from exc
                 log.warning("budget counters unreachable; admitting without them: %s", exc)
                 return None
-            if refused is None:
-                break
-            at_limit, used = refused
-            rule = rules[at_limit]
-            if rule.action != "downgrade":
-                raise budget_exceeded(rule, used)
+            if refusal is None:
+                return Hold(request_id, rules, keys, ttls, worst_case, downgraded)
+            used = refusal.spent + refusal.reserved
+            rule = _downgrade(rules, limits, keys.index(refusal.key), used)
             downgraded = downgraded or rule
-            limits[at_limit] = None  # counted from now on, no longer a limit for this call
-        return Hold(request_id, tuple(rules), tuple(keys), tuple(ttls), worst_case, downgraded)
 
-    async def _reserve(
-        self,
-        request_id: str,
-        keys: list[str],
-        amount: int,
-        limits: list[int | None],
-        ttls: list[float],
-    ) -> tuple[int, int] | None:
-        """None once reserved; else (the index of the counter at its limit, what it holds)."""
-        inline = self.inline
-        if inline is not None:
-            at_limit = inline.reserve_same(request_id, keys, amount, limits, ttls, HOLD_S)
-            if at_limit < 0:
-                return None
-            level = inline.level_now(keys[at_limit])
-            return at_limit, level.spent + level.reserved
-        charges = [
-            Charge(key, amount, limit, ttl)
-            for key, limit, ttl in zip(keys, limits, ttls, strict=True)
-        ]
-        refusal = await self.counters.reserve(request_id, charges, HOLD_S)
-        if refusal is None:
+    def _plan(
+        self, index: BudgetIndex, caller: Caller, worst_case: int, at: datetime
+    ) -> tuple[tuple[BudgetRule, ...], tuple[str, ...], tuple[float, ...], list[int | None]] | None:
+        """The caller's budgets, their counters now, and the limits that apply to this call."""
+        rules = index.for_caller(caller)
+        if not rules:
             return None
-        return keys.index(refusal.key), refusal.spent + refusal.reserved
+        if type(worst_case) is not int or not 0 <= worst_case <= MAX_AMOUNT:
+            raise ValueError(f"a reservation must be 0 to {MAX_AMOUNT} micro-dollars")
+        keyed = [self._key(rule, at) for rule in rules]
+        limits = [None if rule.action == "alert-only" else rule.limit for rule in rules]
+        return (
+            tuple(rules),
+            tuple(key for key, _ in keyed),
+            tuple(ttl for _, ttl in keyed),
+            limits,
+        )
 
     def settle_inline(self, hold: Hold, cost: int) -> bool:
         """Settle now when the store answers without I/O; False when `settle` must be awaited."""
@@ -189,6 +196,18 @@ class BudgetGuard:
             )
         if crossings:
             self.on_crossing(crossings)
+
+
+def _downgrade(
+    rules: tuple[BudgetRule, ...], limits: list[int | None], at_limit: int, used: int
+) -> BudgetRule:
+    """The budget at its limit, when it downgrades (it is counted from now on, no longer a
+    limit for this call); any other action refuses the call."""
+    rule = rules[at_limit]
+    if rule.action != "downgrade":
+        raise budget_exceeded(rule, used)
+    limits[at_limit] = None
+    return rule
 
 
 def budget_exceeded(rule: BudgetRule, used: int) -> GatewayError:

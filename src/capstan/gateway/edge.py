@@ -193,7 +193,11 @@ async def _reserve(
     caller = Caller(principal.scope, principal.key_id, principal.user_id, record.tags)
     at = record.created_at
     worst = reservation(table.prices, targets, body, at)
-    hold = await gateway.guard.admit(table.budgets, caller, worst, record.id, at)
+    guard = gateway.guard
+    if guard.inline is not None:
+        hold = guard.admit_inline(table.budgets, caller, worst, record.id, at)
+    else:
+        hold = await guard.admit(table.budgets, caller, worst, record.id, at)
     record.hold = hold
     if hold is not None and hold.downgraded_by is not None:
         cheaper = hold.downgraded_by.downgrade_to
