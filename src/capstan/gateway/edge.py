@@ -29,7 +29,7 @@ from capstan.services import Services
 
 if TYPE_CHECKING:
     from capstan.gateway.attempts import Served
-    from capstan.gateway.config.snapshot import Alias, Deployment, RoutingTable
+    from capstan.gateway.config.snapshot import Deployment
     from capstan.gateway.runtime import Gateway
 
 T = TypeVar("T")
@@ -168,7 +168,22 @@ async def admit(
         if notice is not None:
             raise GatewayError(403, notice.message(), type="permission_error", code="scope_paused")
     if budgeted and table is not None and table.budgets:
-        targets, alias = await _reserve(gateway, table, record, principal, body, targets, alias)
+        # Hold the call's worst case on its budgets (429 at a `block` limit); inline on the
+        # memory store, which needs no I/O.
+        caller = Caller(principal.scope, principal.key_id, principal.user_id, record.tags)
+        at, guard = record.created_at, gateway.guard
+        worst = reservation(table.prices, targets, body, at)
+        if guard.inline is not None:
+            hold = guard.admit_inline(table.budgets, caller, worst, record.id, at)
+        else:
+            hold = await guard.admit(table.budgets, caller, worst, record.id, at)
+        record.hold = hold
+        if hold is not None and hold.downgraded_by is not None:
+            # A `downgrade` budget at its limit: the call goes to its cheaper alias.
+            cheaper = hold.downgraded_by.downgrade_to
+            if cheaper:
+                record.downgraded_to = cheaper
+                targets, alias = await gateway.targets(cheaper)
     attempts = Attempts(
         gateway,
         targets,
@@ -177,34 +192,6 @@ async def admit(
         content_policy_fallback=alias is not None and alias.fallback_on_content_policy,
     )
     return Admitted(gateway, body, model, targets, attempts)
-
-
-async def _reserve(
-    gateway: Gateway,
-    table: RoutingTable,
-    record: CallRecord,
-    principal: Principal,
-    body: dict[str, Any],
-    targets: list[Deployment],
-    alias: Alias | None,
-) -> tuple[list[Deployment], Alias | None]:
-    """Hold the call's worst-case cost on its budgets (429 at a `block` limit); a `downgrade`
-    budget at its limit sends the call to its cheaper alias instead."""
-    caller = Caller(principal.scope, principal.key_id, principal.user_id, record.tags)
-    at = record.created_at
-    worst = reservation(table.prices, targets, body, at)
-    guard = gateway.guard
-    if guard.inline is not None:
-        hold = guard.admit_inline(table.budgets, caller, worst, record.id, at)
-    else:
-        hold = await guard.admit(table.budgets, caller, worst, record.id, at)
-    record.hold = hold
-    if hold is not None and hold.downgraded_by is not None:
-        cheaper = hold.downgraded_by.downgrade_to
-        if cheaper:
-            record.downgraded_to = cheaper
-            return await gateway.targets(cheaper)
-    return targets, alias
 
 
 def event_stream(
