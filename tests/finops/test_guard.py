@@ -133,3 +133,16 @@ def test_a_request_without_budgets_reserves_nothing() -> None:
     guard = BudgetGuard(MemoryCounters(), lambda _: None)
 
     assert admit(guard, BudgetIndex.of([]), 10**9, LAST_SECOND) is None
+
+
+def test_with_two_full_downgrade_budgets_the_first_names_the_cheaper_alias() -> None:
+    guard = BudgetGuard(MemoryCounters(), lambda _: None)
+    first = rule(name="org-cap", action="downgrade", downgrade_to="cheap")
+    second = rule(name="org-cap-2", action="downgrade", downgrade_to="cheaper")
+    index = BudgetIndex.of([first, second])
+    spend(guard, index, 10_000, LAST_SECOND)
+
+    hold = asyncio.run(guard.admit(index, CALLER, 1, "r", LAST_SECOND))
+
+    assert hold is not None
+    assert hold.downgraded_by == first

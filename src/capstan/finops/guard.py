@@ -98,9 +98,8 @@ class BudgetGuard:
             if at_limit < 0:
                 return Hold(request_id, rules, keys, ttls, worst_case, downgraded)
             level = inline.level_now(keys[at_limit])
-            downgraded = (
-                _downgrade(rules, limits, at_limit, level.spent + level.reserved) or downgraded
-            )
+            rule = _downgrade(rules, limits, at_limit, level.spent + level.reserved)
+            downgraded = downgraded or rule
 
     async def admit(
         self, index: BudgetIndex, caller: Caller, worst_case: int, request_id: str, at: datetime
