@@ -292,3 +292,20 @@ def test_counting_tokens_is_free_even_at_a_block_limit(gateway: GatewayUnderTest
     )
 
     assert counted.input_tokens > 0
+
+
+def test_without_its_counter_store_a_block_budget_refuses_and_the_gateway_stays_up(
+    tmp_path: Path,
+) -> None:
+    closed = "redis://127.0.0.1:9/0"  # the discard port: nothing listens
+    for gateway in start_gateway(tmp_path, redis_url=closed, config_poll_interval=0.1):
+        priced(gateway)
+        create_budget(gateway, action="block", limit_usd="10")
+        time.sleep(0.5)
+
+        [outcome] = asyncio.run(call_many([gateway.url], gateway.key, 1))
+
+        assert outcome.status == 503
+        assert outcome.body["error"]["code"] == "budget_store_unavailable"
+        with gateway.admin() as admin:
+            assert admin.get("/api/v1/budgets").status_code == 200

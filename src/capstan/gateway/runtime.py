@@ -81,6 +81,13 @@ class Gateway:
             if settings.redis_url
             else MemoryCounters()
         )
+        if settings.workers > 1 and not settings.redis_url:
+            log.warning(
+                "%d workers without CAPSTAN_REDIS_URL: each worker counts budgets on its own, "
+                "so together they may spend up to %d times a limit",
+                settings.workers,
+                settings.workers,
+            )
         self.alerts = BudgetAlerts(services.store, settings.budget_webhook_url)
         self.guard = BudgetGuard(self.counters, self._crossed)
         self._settling: set[asyncio.Task[None]] = set()
@@ -242,10 +249,13 @@ class Gateway:
         rules = [r for r in table.budgets.rules if counter_key(r, now)[0] not in self._seeded]
         if not rules:
             return
-        spent = await asyncio.to_thread(spent_so_far, self.services.store, rules, now)
-        for key, (amount, ttl) in spent.items():
-            await self.counters.seed(key, amount, ttl)
-            self._seeded.add(key)
+        try:
+            spent = await asyncio.to_thread(spent_so_far, self.services.store, rules, now)
+            for key, (amount, ttl) in spent.items():
+                await self.counters.seed(key, amount, ttl)
+                self._seeded.add(key)
+        except Exception as exc:  # routing must not stop for it; the next reload tries again
+            log.warning("budget counters not rebuilt from the store (yet): %s", exc)
 
     def config_changed(self) -> None:
         """Called on the event loop when the config version moves (a poll, Redis, or a change
