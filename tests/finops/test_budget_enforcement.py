@@ -309,3 +309,32 @@ def test_without_its_counter_store_a_block_budget_refuses_and_the_gateway_stays_
         assert outcome.body["error"]["code"] == "budget_store_unavailable"
         with gateway.admin() as admin:
             assert admin.get("/api/v1/budgets").status_code == 200
+
+
+def test_a_price_entered_late_reprices_past_calls_with_an_audit_entry(
+    gateway: GatewayUnderTest,
+) -> None:
+    [outcome] = asyncio.run(call_many([gateway.url], gateway.key, 1))
+    with gateway.admin() as admin:
+        before = request_event(admin, outcome.request_id)
+        assert before["cost_micros"] == CALL_COST
+        late = admin.post(
+            "/api/v1/prices",
+            json={
+                "target_kind": "deployment",
+                "target": DEPLOYMENT,
+                "prices": {"input": "0", "output": "2000"},
+                # In force from the call's arrival on, entered after the call.
+                "effective_from": before["created_at"],
+            },
+        )
+        assert late.status_code == 201, late.text
+
+        done = admin.post("/api/v1/prices/recompute", json={"since": before["created_at"]})
+        after = request_event(admin, outcome.request_id)
+        audit = admin.get("/api/v1/audit", params={"action": "prices.recompute"}).json()
+
+    assert done.status_code == 200, done.text
+    assert done.json()["changed"] == 1
+    assert after["cost_micros"] == 2 * CALL_COST
+    assert [e["action"] for e in audit["items"]][-1:] == ["prices.recompute"]

@@ -180,6 +180,25 @@ def set_price(
         )
 
 
+@prices.command("recompute")
+def recompute(
+    since: Annotated[str, typer.Option(help="Re-price calls from this ISO date or time (UTC) on.")],
+    json: JsonFlag = False,
+) -> None:
+    """Re-price past calls at the prices on record for their time (after a late price)."""
+    with control_client() as client:
+        done = client.request(
+            "POST", "/prices/recompute", json={"since": _moment("--since", since)}
+        )
+    if json:
+        print_json(done)
+    else:
+        typer.echo(
+            f"re-priced {done['changed']} of {done['examined']} calls since {done['since']}: "
+            f"{done['delta_usd']} USD difference"
+        )
+
+
 def _moment(option: str, text: str) -> str:
     try:
         return as_utc(datetime.fromisoformat(text)).isoformat()

@@ -23,6 +23,7 @@ from capstan.finops.counters import CounterStoreUnavailable, Level
 from capstan.finops.money import format_usd
 from capstan.finops.price_overrides import PriceRequest, record_of
 from capstan.finops.prices import Price
+from capstan.finops.recompute import recompute_costs
 from capstan.identity.principal import Principal
 from capstan.identity.roles import Permission
 from capstan.services import Services
@@ -245,3 +246,31 @@ def list_pauses(
 ) -> list[PauseOut]:
     rows = services.pauses.list(principal, include_resumed=include_resumed)
     return [_pause_view(row) for row in rows]
+
+
+class RecomputeIn(BaseModel):
+    since: datetime = Field(description="Re-price the calls that arrived from this moment on.")
+
+
+class RecomputeOut(BaseModel):
+    since: datetime
+    examined: int
+    changed: int
+    delta_usd: str
+    delta_micros: int
+
+
+@router.post("/prices/recompute", response_model=RecomputeOut)
+def recompute_prices(body: RecomputeIn, services: Svc, principal: PriceWriter) -> RecomputeOut:
+    """Re-price past calls at the prices now on record for their time (after a price entered
+    late); one transaction with its audit entry."""
+    done = recompute_costs(
+        services.store, services.audit, services.prices.book(principal), principal, body.since
+    )
+    return RecomputeOut(
+        since=done.since,
+        examined=done.examined,
+        changed=done.changed,
+        delta_usd=format_usd(done.delta_micros),
+        delta_micros=done.delta_micros,
+    )
