@@ -73,73 +73,41 @@ class MemoryCounters:
     def reserve_now(
         self, reservation_id: str, charges: Sequence[Charge], hold_s: float
     ) -> Refusal | None:
-        """`reserve` without a coroutine: the gateway calls it inline on every budgeted call."""
+        """`reserve` without a coroutine."""
         amounts = amounts_by_key(charges)
         check_hold(hold_s)
-        now = self._clock()
-        self._tidy(now)
-        if reservation_id in self._open:
-            raise ValueError(f"reservation {reservation_id} is already open")
-        counters = self._counters
-        for charge in charges:
-            limit = charge.limit
-            if limit is None:
-                continue
-            counter = counters.get(charge.key)
-            if counter is None:
-                if charge.amount > limit:
-                    return Refusal(charge.key, limit, 0, 0)
-            elif counter.spent + counter.reserved + charge.amount > limit:
-                return Refusal(charge.key, limit, counter.spent, counter.reserved)
-        if not amounts:
+        keys = [charge.key for charge in charges]
+        at_limit = self._reserve(
+            reservation_id,
+            keys,
+            [charge.amount for charge in charges],
+            [charge.limit for charge in charges],
+            [charge.ttl_s for charge in charges],
+            hold_s,
+            amounts,
+        )
+        if at_limit < 0:
             return None
-        for charge in charges:
-            key = charge.key
-            until = now + (charge.ttl_s if charge.ttl_s > hold_s else hold_s)
-            counter = counters.get(key)
-            if counter is None:
-                counters[key] = _Counter(0, charge.amount, until)
-                heapq.heappush(self._expiry, (until, key))
-            else:
-                counter.reserved += charge.amount
-                if until > counter.expires_at:
-                    counter.expires_at = until
-        expires_at = now + hold_s
-        self._open[reservation_id] = (expires_at, amounts)
-        heapq.heappush(self._due, (expires_at, reservation_id))
-        return None
+        charge = charges[at_limit]
+        assert charge.limit is not None
+        level = self.level_now(charge.key)
+        return Refusal(charge.key, charge.limit, level.spent, level.reserved)
 
     def settle_now(
         self, reservation_id: str, actual: Mapping[str, int], ttl_s: Mapping[str, float]
     ) -> dict[str, Level]:
-        """`settle` without a coroutine (nor a task to run it), for the same reason."""
+        """`settle` without a coroutine (nor a task to run it)."""
         check_settlement(actual, ttl_s)
         now = self._clock()
         self._tidy(now)
-        counters = self._counters
-        entry = self._open.pop(reservation_id, None)
-        held = _NOTHING if entry is None else entry[1]
-        for key, amount in held.items():
-            counter = counters.get(key)
-            if counter is not None:
-                counter.reserved -= amount
-        levels: dict[str, Level] = {}
-        for key, amount in actual.items():
-            until = now + ttl_s[key]
-            counter = counters.get(key)
-            if counter is None:
-                counters[key] = _Counter(amount, 0, until)
-                heapq.heappush(self._expiry, (until, key))
-                levels[key] = Level(amount, 0)
-                continue
-            counter.spent += amount
-            if until > counter.expires_at:
-                counter.expires_at = until
-            levels[key] = Level(counter.spent, counter.reserved)
+        held = self._release(reservation_id)
+        keys = list(actual)
+        counted = self._count(keys, list(actual.values()), [ttl_s[key] for key in keys], now)
+        levels = {key: Level(c.spent, c.reserved) for key, c in zip(keys, counted, strict=True)}
         for key in held:
             if key in levels:
                 continue
-            counter = counters.get(key)
+            counter = self._counters.get(key)
             if counter is None:
                 levels[key] = Level(0, 0)
                 continue
@@ -147,8 +115,6 @@ class MemoryCounters:
             if ttl is not None and now + ttl > counter.expires_at:
                 counter.expires_at = now + ttl
             levels[key] = Level(counter.spent, counter.reserved)
-        if entry is not None:
-            self._compact_due()
         return levels
 
     # -- the gateway's fast path -----------------------------------------------------------------
@@ -166,6 +132,43 @@ class MemoryCounters:
         built itself: no `Charge` objects and no second validation on a path every budgeted
         call takes. Returns the index of the first key that does not fit (nothing changed),
         or -1 once all are reserved."""
+        return self._reserve(
+            reservation_id,
+            keys,
+            (amount,) * len(keys),
+            limits,
+            ttls,
+            hold_s,
+            dict.fromkeys(keys, amount),
+        )
+
+    def settle_same(
+        self, reservation_id: str, keys: Sequence[str], actual: int, ttls: Sequence[float]
+    ) -> list[int]:
+        """`settle_now` for the budget guard: `actual` on each key; returns each key's spent."""
+        now = self._clock()
+        self._tidy(now)
+        self._release(reservation_id)
+        return [c.spent for c in self._count(keys, (actual,) * len(keys), ttls, now)]
+
+    def level_now(self, key: str) -> Level:
+        counter = self._counters.get(key)
+        return Level(0, 0) if counter is None else Level(counter.spent, counter.reserved)
+
+    # -- shared by both paths --------------------------------------------------------------------
+
+    def _reserve(
+        self,
+        reservation_id: str,
+        keys: Sequence[str],
+        amounts: Sequence[int],
+        limits: Sequence[int | None],
+        ttls: Sequence[float],
+        hold_s: float,
+        held: dict[str, int],
+    ) -> int:
+        """All or nothing: the index of the first key over its limit, or -1 once every amount
+        is reserved and the reservation (`held`, per key) remembered for `hold_s`."""
         now = self._clock()
         self._tidy(now)
         if reservation_id in self._open:
@@ -175,9 +178,11 @@ class MemoryCounters:
             if limit is not None:
                 counter = counters.get(keys[index])
                 used = 0 if counter is None else counter.spent + counter.reserved
-                if used + amount > limit:
+                if used + amounts[index] > limit:
                     return index
-        for key, ttl in zip(keys, ttls, strict=True):
+        if not held:
+            return -1
+        for key, amount, ttl in zip(keys, amounts, ttls, strict=True):
             until = now + (ttl if ttl > hold_s else hold_s)
             counter = counters.get(key)
             if counter is None:
@@ -188,58 +193,48 @@ class MemoryCounters:
                 if until > counter.expires_at:
                     counter.expires_at = until
         expires_at = now + hold_s
-        self._open[reservation_id] = (expires_at, dict.fromkeys(keys, amount))
+        self._open[reservation_id] = (expires_at, held)
         heapq.heappush(self._due, (expires_at, reservation_id))
         return -1
 
-    def settle_same(
-        self, reservation_id: str, keys: Sequence[str], actual: int, ttls: Sequence[float]
-    ) -> list[int]:
-        """`settle_now` for the budget guard: `actual` on each key; returns each key's spent."""
-        now = self._clock()
-        self._tidy(now)
-        counters = self._counters
+    def _release(self, reservation_id: str) -> Mapping[str, int]:
+        """What the reservation still held, taken off `reserved` (nothing if already gone)."""
         entry = self._open.pop(reservation_id, None)
-        if entry is not None:
-            for key, amount in entry[1].items():
-                counter = counters.get(key)
-                if counter is not None:
-                    counter.reserved -= amount
-        spent: list[int] = []
-        for key, ttl in zip(keys, ttls, strict=True):
+        if entry is None:
+            return _NOTHING
+        counters = self._counters
+        for key, amount in entry[1].items():
+            counter = counters.get(key)
+            if counter is not None:
+                counter.reserved -= amount
+        self._compact_due()
+        return entry[1]
+
+    def _count(
+        self, keys: Sequence[str], amounts: Sequence[int], ttls: Sequence[float], now: float
+    ) -> list[_Counter]:
+        """Add each amount to its key's `spent`, keeping the key alive for its ttl."""
+        counters = self._counters
+        counted: list[_Counter] = []
+        for key, amount, ttl in zip(keys, amounts, ttls, strict=True):
             until = now + ttl
             counter = counters.get(key)
             if counter is None:
-                counters[key] = _Counter(actual, 0, until)
+                counter = counters[key] = _Counter(amount, 0, until)
                 heapq.heappush(self._expiry, (until, key))
-                spent.append(actual)
-                continue
-            counter.spent += actual
-            if until > counter.expires_at:
-                counter.expires_at = until
-            spent.append(counter.spent)
-        if entry is not None:
-            self._compact_due()
-        return spent
-
-    def level_now(self, key: str) -> Level:
-        counter = self._counters.get(key)
-        return Level(0, 0) if counter is None else Level(counter.spent, counter.reserved)
+            else:
+                counter.spent += amount
+                if until > counter.expires_at:
+                    counter.expires_at = until
+            counted.append(counter)
+        return counted
 
     async def add_spent(self, key: str, amount: int, ttl_s: float) -> Level:
         check_amount("amount", amount, key)
         check_ttl("ttl_s", ttl_s, key)
         now = self._clock()
         self._tidy(now)
-        until = now + ttl_s
-        counter = self._counters.get(key)
-        if counter is None:
-            self._counters[key] = _Counter(amount, 0, until)
-            heapq.heappush(self._expiry, (until, key))
-            return Level(amount, 0)
-        counter.spent += amount
-        if until > counter.expires_at:
-            counter.expires_at = until
+        [counter] = self._count((key,), (amount,), (ttl_s,), now)
         return Level(counter.spent, counter.reserved)
 
     async def levels(self, keys: Sequence[str]) -> dict[str, Level]:
