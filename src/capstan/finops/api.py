@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from capstan.api.auth import authorize, services_of
 from capstan.clock import as_utc, utcnow
 from capstan.finops.budget_rules import counter_key, period_end, period_start
-from capstan.finops.budgets import BudgetRequest, load_rules
+from capstan.finops.budgets import BudgetRequest
 from capstan.finops.counters import CounterStoreUnavailable, Level
 from capstan.finops.money import format_usd
 from capstan.finops.price_overrides import PriceRequest, record_of
@@ -112,15 +112,15 @@ def _budget_view(row: Budget, level: Level | None, at: datetime) -> BudgetOut:
     )
 
 
-async def _levels(request: Request, services: Services, principal: Principal) -> dict[Any, Level]:
-    """Counter levels by budget id, from the gateway running in this process."""
+async def _levels(request: Request) -> dict[Any, Level]:
+    """Counter levels by budget id, as the gateway running in this process holds them (its
+    routing snapshot has the budgets; a budget it has not loaded yet shows no level)."""
     gateway = getattr(request.app.state, "gateway", None)
-    if gateway is None:
+    if gateway is None or gateway.table is None:
         return {}
+    table = gateway.table
     at = utcnow()
-    with services.store.read() as session:
-        rules = load_rules(session, principal.scope.org_id)
-    keys = {rule.id: counter_key(rule, at)[0] for rule in rules}
+    keys = {rule.id: counter_key(rule, at)[0] for rule in table.budgets.rules}
     try:
         levels = await gateway.counters.levels(list(keys.values()))
     except CounterStoreUnavailable:
@@ -137,7 +137,7 @@ def create_budget(body: BudgetIn, services: Svc, principal: BudgetWriter) -> Bud
 @router.get("/budgets", response_model=list[BudgetOut])
 async def list_budgets(request: Request, services: Svc, principal: SpendReader) -> list[BudgetOut]:
     rows = services.budgets.list(principal)
-    levels = await _levels(request, services, principal)
+    levels = await _levels(request)
     at = utcnow()
     return [_budget_view(row, levels.get(row.id), at) for row in rows]
 
@@ -147,7 +147,7 @@ async def get_budget(
     ref: str, request: Request, services: Svc, principal: SpendReader
 ) -> BudgetOut:
     row = services.budgets.get(principal, ref)
-    levels = await _levels(request, services, principal)
+    levels = await _levels(request)
     return _budget_view(row, levels.get(row.id), utcnow())
 
 

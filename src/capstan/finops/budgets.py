@@ -110,7 +110,7 @@ class Budgets:
         principal.require(Permission.BUDGETS_WRITE)
         with self.store.write() as session:
             row = _find(session, principal.scope.org_id, ref)
-            principal.require_within(_row_path(session, row))
+            principal.require_within(stored_scope(session, row).path)
             self.changes.record_deletion(session, principal, "budget.delete", row)
             return row
 
@@ -183,50 +183,40 @@ def _find(session: Session, org_id: uuid.UUID, ref: str) -> Budget:
     return row
 
 
-def _row_path(session: Session, row: Budget) -> ScopePath:
-    """Where in the organization a stored budget's scope lies (org-wide for tags and users)."""
-    org_id = row.org_id
-    if row.scope_id is None or row.scope_kind in ("org", "user"):
-        return ScopePath(org_id)
-    if row.scope_kind == "key":
-        key = session.get(ApiKey, row.scope_id)
-        if key is not None:
-            return ScopePath(org_id, key.department_id, key.team_id, key.project_id)
-    elif row.scope_kind == "project":
-        project = session.get(Project, row.scope_id)
-        if project is not None:
-            return ScopePath(org_id, project.department_id, project.team_id, project.id)
-    elif row.scope_kind == "team":
-        team = session.get(Team, row.scope_id)
-        if team is not None:
-            return ScopePath(org_id, team.department_id, team.id)
-    elif row.scope_kind == "department":
-        return ScopePath(org_id, row.scope_id)
-    return ScopePath(org_id)
-
-
-def label_of(session: Session, row: Budget) -> str:
-    """How a stored budget's scope reads to a person."""
-    if row.scope_kind == "org":
-        return "organization"
-    if row.scope_kind == "tag":
-        return f"tag {row.tag_key}={row.tag_value}"
+def stored_scope(session: Session, row: Budget) -> Scope:
+    """A stored budget's scope, read back: what it applies to, how a person reads it, and
+    where in the organization it lies (org-wide for the organization, users and tags)."""
+    org = ScopePath(row.org_id)
+    tag = (row.tag_key, row.tag_value or "") if row.tag_key is not None else None
+    kind: ScopeKind = row.scope_kind  # type: ignore[assignment]
+    if kind == "org":
+        return Scope(kind, row.org_id, None, "organization", org)
+    if kind == "tag" or row.scope_id is None:
+        return Scope(kind, None, tag, f"tag {row.tag_key}={row.tag_value}", org)
     name: str | None = None
-    if row.scope_kind == "user":
+    path = org
+    if kind == "user":
         user = session.get(User, row.scope_id)
         name = user.email if user is not None else None
+    elif kind == "department":
+        department = session.get(Department, row.scope_id)
+        name = department.name if department is not None else None
+        path = ScopePath(row.org_id, row.scope_id)
+    elif kind == "team":
+        team = session.get(Team, row.scope_id)
+        if team is not None:
+            name, path = team.name, ScopePath(row.org_id, team.department_id, team.id)
+    elif kind == "project":
+        project = session.get(Project, row.scope_id)
+        if project is not None:
+            name = project.name
+            path = ScopePath(row.org_id, project.department_id, project.team_id, project.id)
     else:
-        found: Department | Team | Project | ApiKey | None
-        if row.scope_kind == "department":
-            found = session.get(Department, row.scope_id)
-        elif row.scope_kind == "team":
-            found = session.get(Team, row.scope_id)
-        elif row.scope_kind == "project":
-            found = session.get(Project, row.scope_id)
-        else:
-            found = session.get(ApiKey, row.scope_id)
-        name = found.name if found is not None else None
-    return f"{row.scope_kind} {name or row.scope_id}"
+        key = session.get(ApiKey, row.scope_id)
+        if key is not None:
+            name = key.name
+            path = ScopePath(row.org_id, key.department_id, key.team_id, key.project_id)
+    return Scope(kind, row.scope_id, None, f"{kind} {name or row.scope_id}", path)
 
 
 def load_rules(session: Session, org_id: uuid.UUID) -> list[BudgetRule]:
@@ -246,7 +236,7 @@ def load_rules(session: Session, org_id: uuid.UUID) -> list[BudgetRule]:
             action=row.action,  # type: ignore[arg-type]
             downgrade_to=row.downgrade_to,
             thresholds=tuple(sorted(row.thresholds or DEFAULT_THRESHOLDS)),
-            scope_label=label_of(session, row),
+            scope_label=stored_scope(session, row).label,
         )
         for row in rows
     ]
