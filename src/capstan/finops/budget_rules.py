@@ -86,10 +86,17 @@ def period_end(period: PeriodKind, start: datetime) -> datetime | None:
 
 def counter_key(rule: BudgetRule, at: datetime) -> tuple[str, float]:
     """The counter of `rule`'s period at `at`, and how long (seconds from `at`) it must live."""
+    key, ttl, _ = counter_window(rule, at)
+    return key, ttl
+
+
+def counter_window(rule: BudgetRule, at: datetime) -> tuple[str, float, datetime | None]:
+    """`counter_key`, and the moment the period ends (None: never), after which the key
+    changes."""
     start = period_start(rule.period, at)
     end = period_end(rule.period, start)
     ttl = (end + COUNTER_GRACE - at) if end is not None else _TOTAL_TTL
-    return f"budget:{rule.id.hex}:{start:%Y%m%d}", ttl.total_seconds()
+    return f"budget:{rule.id.hex}:{start:%Y%m%d}", ttl.total_seconds(), end
 
 
 def crossed(thresholds: Iterable[int], limit: int, before: int, after: int) -> list[int]:

@@ -21,10 +21,8 @@ from capstan.finops.budget_rules import (
     BudgetIndex,
     BudgetRule,
     Caller,
-    counter_key,
+    counter_window,
     crossed,
-    period_end,
-    period_start,
 )
 from capstan.finops.counters import MAX_AMOUNT, Charge, CounterStore, CounterStoreUnavailable
 from capstan.finops.memory_counters import MemoryCounters
@@ -76,10 +74,10 @@ class BudgetGuard:
         known = self._keys.get(rule.id)
         if known is not None and (known[2] is None or at < known[2]):
             return known[0], known[1]
-        key, ttl = counter_key(rule, at)
+        key, ttl, end = counter_window(rule, at)
         if len(self._keys) > KEY_MEMO_LIMIT:
             self._keys.clear()
-        self._keys[rule.id] = (key, ttl, period_end(rule.period, period_start(rule.period, at)))
+        self._keys[rule.id] = (key, ttl, end)
         return key, ttl
 
     def admit_inline(
