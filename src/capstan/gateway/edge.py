@@ -167,10 +167,16 @@ async def admit(
         notice = paused_for(table.paused, principal.scope, principal.key_id)
         if notice is not None:
             raise GatewayError(403, notice.message(), type="permission_error", code="scope_paused")
-    if budgeted and table is not None and table.budgets:
+    if (
+        budgeted
+        and table is not None
+        and table.budgets
+        and table.budgets.for_caller(
+            caller := Caller(principal.scope, principal.key_id, principal.user_id, record.tags)
+        )
+    ):
         # Hold the call's worst case on its budgets (429 at a `block` limit); inline on the
-        # memory store, which needs no I/O.
-        caller = Caller(principal.scope, principal.key_id, principal.user_id, record.tags)
+        # memory store, which needs no I/O. Callers no budget covers skip the estimate.
         at, guard = record.created_at, gateway.guard
         worst = reservation(table.prices, targets, body, at)
         if guard.inline is not None:
