@@ -16,7 +16,7 @@ from capstan.api.problems import install_problem_handlers
 from capstan.config import Settings, load_settings
 from capstan.events import api as events_api
 from capstan.finops import api as finops_api
-from capstan.finops import reports_api
+from capstan.finops import ratelimits_api, recommendations_api, reports_api
 from capstan.gateway import anthropic_api, metrics, models_api, openai_api
 from capstan.gateway.config import api as gateway_config_api
 from capstan.gateway.front import DataPlaneFirst
@@ -94,6 +94,8 @@ def build_app(
     api.include_router(events_api.router)
     api.include_router(finops_api.router)
     api.include_router(reports_api.router)
+    api.include_router(ratelimits_api.router)
+    api.include_router(recommendations_api.router)
     app.include_router(api)
     app.include_router(health.router)
     if data_plane:

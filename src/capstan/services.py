@@ -12,6 +12,7 @@ from capstan.config import Settings
 from capstan.finops.budgets import Budgets
 from capstan.finops.pauses import Pauses
 from capstan.finops.price_overrides import PriceOverrides
+from capstan.finops.ratelimits import RateLimits
 from capstan.gateway.config.service import GatewayConfig
 from capstan.governance.audit import AuditLog
 from capstan.governance.secrets.keyring import MasterKeyring
@@ -39,6 +40,7 @@ class Services:
     budgets: Budgets
     prices: PriceOverrides
     pauses: Pauses
+    rate_limits: RateLimits
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -62,6 +64,7 @@ class Services:
             budgets=Budgets(store, directory, changes),
             prices=PriceOverrides(store, changes),
             pauses=Pauses(store, directory, changes),
+            rate_limits=RateLimits(store, directory, changes),
         )
 
     def close(self) -> None:

@@ -38,7 +38,7 @@ def rule(**fields: object) -> BudgetRule:
 
 def spend(guard: BudgetGuard, index: BudgetIndex, amount: int, at: datetime) -> None:
     async def run() -> None:
-        hold = await guard.admit(index, CALLER, amount, uuid.uuid4().hex, at)
+        hold = await guard.admit(index.for_caller(CALLER), amount, uuid.uuid4().hex, at)
         assert hold is not None
         await guard.settle(hold, amount)
 
@@ -46,7 +46,7 @@ def spend(guard: BudgetGuard, index: BudgetIndex, amount: int, at: datetime) -> 
 
 
 def admit(guard: BudgetGuard, index: BudgetIndex, amount: int, at: datetime) -> object:
-    return asyncio.run(guard.admit(index, CALLER, amount, uuid.uuid4().hex, at))
+    return asyncio.run(guard.admit(index.for_caller(CALLER), amount, uuid.uuid4().hex, at))
 
 
 def test_a_daily_budget_rolls_over_at_midnight_without_a_restart() -> None:
@@ -110,7 +110,7 @@ def test_a_downgrade_budget_at_its_limit_admits_and_names_itself() -> None:
     index = BudgetIndex.of([downgrade])
     spend(guard, index, 10_000, LAST_SECOND)
 
-    hold = asyncio.run(guard.admit(index, CALLER, 1, "r", LAST_SECOND))
+    hold = asyncio.run(guard.admit(index.for_caller(CALLER), 1, "r", LAST_SECOND))
 
     assert hold is not None
     assert hold.downgraded_by == downgrade
@@ -142,7 +142,7 @@ def test_with_two_full_downgrade_budgets_the_first_names_the_cheaper_alias() -> 
     index = BudgetIndex.of([first, second])
     spend(guard, index, 10_000, LAST_SECOND)
 
-    hold = asyncio.run(guard.admit(index, CALLER, 1, "r", LAST_SECOND))
+    hold = asyncio.run(guard.admit(index.for_caller(CALLER), 1, "r", LAST_SECOND))
 
     assert hold is not None
     assert hold.downgraded_by == first

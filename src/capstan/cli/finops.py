@@ -22,7 +22,16 @@ prices.info.no_args_is_help = True
 pauses = typer.Typer(help="Paused keys, projects, teams and departments.")
 pauses.info.no_args_is_help = True
 
-BUDGET_COLUMNS = ("name", "scope", "period", "limit_usd", "spent_usd", "reserved_usd", "action")
+BUDGET_COLUMNS = (
+    "name",
+    "scope",
+    "period",
+    "limit_usd",
+    "spent_usd",
+    "reserved_usd",
+    "action",
+    "pause_at",
+)
 PRICE_COLUMNS = ("target_kind", "target", "source", "since", "input", "output", "cached_input")
 
 
@@ -67,6 +76,14 @@ def create_budget(
     thresholds: Annotated[
         str | None, typer.Option(help="Alert percentages, e.g. 50,80,100 (the default).")
     ] = None,
+    pause_at: Annotated[
+        int | None,
+        typer.Option(
+            "--pause-at",
+            help="Pause the scope (a key, project, team or department) when spend reaches this "
+            "percentage of the limit, e.g. 100; `capstan resume` lifts it.",
+        ),
+    ] = None,
     json: JsonFlag = False,
 ) -> None:
     """Create a budget; every gateway enforces it within a second."""
@@ -78,6 +95,7 @@ def create_budget(
         "action": action,
         "downgrade_to": downgrade_to,
         "thresholds": _thresholds(thresholds),
+        "pause_at": pause_at,
     }
     create("/budgets", body, json, "budget")
 

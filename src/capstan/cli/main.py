@@ -10,6 +10,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from capstan.cli import audit, gateway, identity, server
 from capstan.cli import finops as finops_cli
+from capstan.cli import ratelimits as ratelimits_cli
+from capstan.cli import recommend as recommend_cli
 from capstan.cli import report as report_cli
 from capstan.cli import requests as requests_cli
 from capstan.cli import secrets as secrets_cli
@@ -39,8 +41,10 @@ app.add_typer(finops_cli.budgets, name="budgets")
 app.add_typer(finops_cli.prices, name="prices")
 app.add_typer(report_cli.app, name="report")
 app.add_typer(finops_cli.pauses, name="pauses")
+app.add_typer(ratelimits_cli.app, name="ratelimits")
 app.command("pause")(finops_cli.pause)
 app.command("resume")(finops_cli.resume)
+app.command("recommend")(recommend_cli.recommend)
 app.add_typer(secrets_cli.app, name="secrets")
 app.add_typer(gateway.providers, name="providers")
 app.add_typer(gateway.deployments, name="deployments")

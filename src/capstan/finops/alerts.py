@@ -3,6 +3,10 @@ saw the crossing first wins the unique row), then posted to a webhook when one i
 
 The webhook body is Slack-compatible (`text`) and carries the figures as fields for any other
 receiver. Delivery is best effort and off the request path; the recorded alert is what counts.
+
+A budget with `pause_at` pauses its own scope when that threshold's alert is recorded, in the
+alert's transaction: the unique alert row makes exactly one replica pause, once per period, and
+a failure leaves neither the alert nor the pause half done.
 """
 
 from __future__ import annotations
@@ -10,24 +14,51 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
+from typing import NamedTuple
 
 import aiohttp
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from capstan.finops.budget_rules import period_start
+from capstan.finops.budgets import stored_scope
 from capstan.finops.guard import Crossing
 from capstan.finops.money import format_usd
+from capstan.finops.pauses import Pauses
 from capstan.store.engine import Store
-from capstan.store.schema import BudgetAlert
+from capstan.store.schema import Budget, BudgetAlert
 
 log = logging.getLogger(__name__)
 WEBHOOK_TIMEOUT_S = 5.0
 
 
+class Recorded(NamedTuple):
+    """What recording a crossing did: whether it is the period's first, and whether it paused
+    the budget's scope (False when there was nothing to pause or it was paused already)."""
+
+    new: bool
+    paused: bool = False
+
+
+def pause_reason(crossing: Crossing) -> str:
+    """What every refused caller of a scope a budget paused is told."""
+    rule = crossing.rule
+    return (
+        f"budget {rule.name!r} reached {crossing.threshold} % of its {rule.period} limit "
+        f"({format_usd(crossing.spent)} of {format_usd(rule.limit)} USD)"
+    )
+
+
+def pauser(budget_name: str) -> str:
+    """Who a budget's pause is by, in the pause row, the audit chain and refusals."""
+    return f"budget:{budget_name}"
+
+
 class BudgetAlerts:
-    def __init__(self, store: Store, webhook_url: str | None = None) -> None:
+    def __init__(self, store: Store, pauses: Pauses, webhook_url: str | None = None) -> None:
         self.store = store
+        self.pauses = pauses
         self.webhook_url = webhook_url
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -46,15 +77,20 @@ class BudgetAlerts:
     ) -> None:
         for crossing in crossings:
             try:
-                new = await asyncio.to_thread(self._record, crossing, at)
+                recorded = await asyncio.to_thread(self._record, crossing, at)
             except Exception:
                 log.exception("could not record a budget alert for %s", crossing.rule.name)
                 continue
-            if new and self.webhook_url and await self._post(http, crossing):
+            if (
+                recorded.new
+                and self.webhook_url
+                and await self._post(http, crossing, paused=recorded.paused)
+            ):
                 await asyncio.to_thread(self._delivered, crossing, at)
 
-    def _record(self, crossing: Crossing, at: datetime) -> bool:
-        """True when this is the first time the threshold is recorded for the period."""
+    def _record(self, crossing: Crossing, at: datetime) -> Recorded:
+        """Record the alert, and pause the budget's scope if this threshold is its `pause_at`,
+        when this is the first time the threshold is recorded for the period."""
         rule = crossing.rule
         try:
             with self.store.write() as session:
@@ -67,8 +103,10 @@ class BudgetAlerts:
                         limit_micros=rule.limit,
                     )
                 )
+                session.flush()  # a repeat fails here, before anything is paused
+                paused = self._pause_if_due(session, crossing)
         except IntegrityError:
-            return False  # another replica (or an earlier settlement) recorded it
+            return Recorded(new=False)  # another replica (or an earlier settlement) recorded it
         log.warning(
             "budget %s (%s) crossed %d %%: %s of %s USD",
             rule.name,
@@ -77,7 +115,25 @@ class BudgetAlerts:
             format_usd(crossing.spent),
             format_usd(rule.limit),
         )
-        return True
+        if paused:
+            log.warning("budget %s paused %s", rule.name, rule.scope_label)
+        return Recorded(new=True, paused=paused)
+
+    def _pause_if_due(self, session: Session, crossing: Crossing) -> bool:
+        """Pause the budget's scope when `crossing` is its pause threshold; False when it is
+        not, the budget was deleted meanwhile, or the scope is paused already (by hand or by
+        another budget), whose pause then stands as it is."""
+        rule = crossing.rule
+        if rule.pause_at is None or crossing.threshold != rule.pause_at:
+            return False
+        budget = session.get(Budget, rule.id)
+        if budget is None:
+            return False
+        scope = stored_scope(session, budget)
+        started = self.pauses.start(
+            session, budget.org_id, scope, pause_reason(crossing), pauser(rule.name)
+        )
+        return started is not None
 
     def _delivered(self, crossing: Crossing, at: datetime) -> None:
         rule = crossing.rule
@@ -92,7 +148,7 @@ class BudgetAlerts:
                 .values(delivered=True)
             )
 
-    async def _post(self, http: aiohttp.ClientSession, crossing: Crossing) -> bool:
+    async def _post(self, http: aiohttp.ClientSession, crossing: Crossing, *, paused: bool) -> bool:
         assert self.webhook_url is not None
         rule = crossing.rule
         text = (
@@ -100,6 +156,8 @@ class BudgetAlerts:
             f"{crossing.threshold} %: {format_usd(crossing.spent)} of "
             f"{format_usd(rule.limit)} USD; at the limit it will {rule.action}."
         )
+        if paused:
+            text += f" Capstan paused {rule.scope_label} until someone resumes it."
         body = {
             "text": text,
             "budget": rule.name,
@@ -109,6 +167,7 @@ class BudgetAlerts:
             "spent_usd": format_usd(crossing.spent),
             "limit_usd": format_usd(rule.limit),
             "action": rule.action,
+            "paused": paused,
         }
         try:
             async with http.post(

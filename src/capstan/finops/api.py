@@ -48,6 +48,12 @@ class BudgetIn(BaseModel):
     action: str = Field(default="block", description="block, alert-only or downgrade")
     downgrade_to: str | None = Field(default=None, description="the cheaper alias (downgrade)")
     thresholds: list[int] | None = Field(default=None, description="percentages; 50, 80, 100")
+    pause_at: int | None = Field(
+        default=None,
+        description="pause the budget's scope (a key, project, team or department) when "
+        "its spend reaches this percentage of the limit; added to the thresholds",
+        examples=[100],
+    )
 
 
 class BudgetOut(BaseModel):
@@ -61,6 +67,7 @@ class BudgetOut(BaseModel):
     action: str
     downgrade_to: str | None
     thresholds: list[int]
+    pause_at: int | None
     enabled: bool
     created_at: datetime
     # The current period as the gateway's counters see it (null when they cannot be read).
@@ -103,6 +110,7 @@ def _budget_view(row: Budget, level: Level | None, at: datetime) -> BudgetOut:
         action=row.action,
         downgrade_to=row.downgrade_to,
         thresholds=list(row.thresholds),
+        pause_at=row.pause_at_percent,
         enabled=row.enabled,
         created_at=row.created_at,
         period_start=start,

@@ -47,6 +47,8 @@ class BudgetRule:
     thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS
     # How the scope reads to a person ("team search", "tag env=prod"), for errors and alerts.
     scope_label: str = ""
+    # The threshold (one of `thresholds`) at which the budget pauses its scope; None: never.
+    pause_at: int | None = None
 
     @property
     def blocks(self) -> bool:

@@ -34,6 +34,9 @@ from capstan.store.engine import Store
 from capstan.store.schema import ApiKey, Budget, Department, Project, Team, User
 
 MAX_THRESHOLDS = 10
+MAX_PERCENT = 1000
+# What a pause can stop, so what a budget that pauses its own scope may apply to.
+PAUSABLE: tuple[ScopeKind, ...] = ("key", "project", "team", "department")
 SCOPE_HELP = "org, department:NAME, team:NAME, project:NAME, key:ID, user:ID or tag:KEY=VALUE"
 
 
@@ -46,6 +49,7 @@ class BudgetRequest:
     action: str = "block"
     downgrade_to: str | None = None
     thresholds: Sequence[int] | None = None
+    pause_at: int | None = None  # percent of the limit at which the scope is paused
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,12 @@ class Budgets:
         with self.store.write() as session:
             scope = resolve_scope(session, self.directory, org_id, request.scope)
             principal.require_within(scope.path)
+            if request.pause_at is not None and scope.kind not in PAUSABLE:
+                raise InvalidInput(
+                    f"pause_at pauses the budget's scope, and {scope.label} cannot be paused: "
+                    "give it a key, project, team or department scope",
+                    field="pause_at",
+                )
             row = Budget(
                 org_id=org_id,
                 name=request.name,
@@ -83,7 +93,8 @@ class Budgets:
                 limit_micros=checked,
                 action=request.action,
                 downgrade_to=request.downgrade_to,
-                thresholds=sorted(set(request.thresholds or DEFAULT_THRESHOLDS)),
+                thresholds=_thresholds_of(request),
+                pause_at_percent=request.pause_at,
                 created_by=principal.key_id,
             )
             session.add(row)
@@ -129,11 +140,12 @@ def _checked(request: BudgetRequest) -> int:
             field="downgrade_to",
         )
     thresholds = request.thresholds or DEFAULT_THRESHOLDS
-    if len(thresholds) > MAX_THRESHOLDS or not all(0 < t <= 1000 for t in thresholds):
+    if len(thresholds) > MAX_THRESHOLDS or not all(0 < t <= MAX_PERCENT for t in thresholds):
         raise InvalidInput(
-            f"thresholds are up to {MAX_THRESHOLDS} percentages between 1 and 1000",
+            f"thresholds are up to {MAX_THRESHOLDS} percentages between 1 and {MAX_PERCENT}",
             field="thresholds",
         )
+    _check_pause_at(request)
     try:
         limit = parse_usd(request.limit_usd)
     except ValueError as exc:
@@ -141,6 +153,29 @@ def _checked(request: BudgetRequest) -> int:
     if limit <= 0:
         raise InvalidInput("the limit must be more than 0 USD", field="limit_usd")
     return limit
+
+
+def _check_pause_at(request: BudgetRequest) -> None:
+    if request.pause_at is None:
+        return
+    if not 0 < request.pause_at <= MAX_PERCENT:
+        raise InvalidInput(
+            f"pause_at is a percentage of the limit between 1 and {MAX_PERCENT}", field="pause_at"
+        )
+    if len(_thresholds_of(request)) > MAX_THRESHOLDS:
+        raise InvalidInput(
+            f"pause_at is one of the thresholds, which are up to {MAX_THRESHOLDS}",
+            field="pause_at",
+        )
+
+
+def _thresholds_of(request: BudgetRequest) -> list[int]:
+    """The alert percentages, sorted, with the pause percentage among them: the pause is due
+    when that threshold is crossed, so the machinery that notices alerts notices it too."""
+    chosen = set(request.thresholds or DEFAULT_THRESHOLDS)
+    if request.pause_at is not None:
+        chosen.add(request.pause_at)
+    return sorted(chosen)
 
 
 def resolve_scope(session: Session, directory: Directory, org_id: uuid.UUID, text: str) -> Scope:
@@ -193,30 +228,36 @@ def stored_scope(session: Session, row: Budget) -> Scope:
         return Scope(kind, row.org_id, None, "organization", org)
     if kind == "tag" or row.scope_id is None:
         return Scope(kind, None, tag, f"tag {row.tag_key}={row.tag_value}", org)
+    return scope_by_id(session, row.org_id, kind, row.scope_id)
+
+
+def scope_by_id(session: Session, org_id: uuid.UUID, kind: ScopeKind, scope_id: uuid.UUID) -> Scope:
+    """A user, department, team, project or key scope read back from its id (budgets and rate
+    limits store ids, so a rename never breaks them)."""
     name: str | None = None
-    path = org
+    path = ScopePath(org_id)
     if kind == "user":
-        user = session.get(User, row.scope_id)
+        user = session.get(User, scope_id)
         name = user.email if user is not None else None
     elif kind == "department":
-        department = session.get(Department, row.scope_id)
+        department = session.get(Department, scope_id)
         name = department.name if department is not None else None
-        path = ScopePath(row.org_id, row.scope_id)
+        path = ScopePath(org_id, scope_id)
     elif kind == "team":
-        team = session.get(Team, row.scope_id)
+        team = session.get(Team, scope_id)
         if team is not None:
-            name, path = team.name, ScopePath(row.org_id, team.department_id, team.id)
+            name, path = team.name, ScopePath(org_id, team.department_id, team.id)
     elif kind == "project":
-        project = session.get(Project, row.scope_id)
+        project = session.get(Project, scope_id)
         if project is not None:
             name = project.name
-            path = ScopePath(row.org_id, project.department_id, project.team_id, project.id)
+            path = ScopePath(org_id, project.department_id, project.team_id, project.id)
     else:
-        key = session.get(ApiKey, row.scope_id)
+        key = session.get(ApiKey, scope_id)
         if key is not None:
             name = key.name
-            path = ScopePath(row.org_id, key.department_id, key.team_id, key.project_id)
-    return Scope(kind, row.scope_id, None, f"{kind} {name or row.scope_id}", path)
+            path = ScopePath(org_id, key.department_id, key.team_id, key.project_id)
+    return Scope(kind, scope_id, None, f"{kind} {name or scope_id}", path)
 
 
 def load_rules(session: Session, org_id: uuid.UUID) -> list[BudgetRule]:
@@ -237,6 +278,7 @@ def load_rules(session: Session, org_id: uuid.UUID) -> list[BudgetRule]:
             downgrade_to=row.downgrade_to,
             thresholds=tuple(sorted(row.thresholds or DEFAULT_THRESHOLDS)),
             scope_label=stored_scope(session, row).label,
+            pause_at=row.pause_at_percent,
         )
         for row in rows
     ]

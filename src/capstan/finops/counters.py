@@ -162,12 +162,18 @@ class CounterStore(Protocol):
     atomic across all the keys it names."""
 
     async def reserve(
-        self, reservation_id: str, charges: Sequence[Charge], hold_s: float
+        self,
+        reservation_id: str,
+        charges: Sequence[Charge],
+        hold_s: float,
+        used: list[int] | None = None,
     ) -> Refusal | None:
         """All or nothing: if every charge with a limit fits, add each amount to its key's
         `reserved`, remember the reservation for `hold_s` seconds (then it is reclaimed: its
         amounts leave `reserved`), and return None; otherwise change nothing and return the
-        first charge that does not fit. An id that is still open raises ValueError."""
+        first charge that does not fit. An id that is still open raises ValueError. A `used`
+        list receives, on success, each limited charge's `spent + reserved` after it (-1 for
+        a charge without a limit): what a rate limit's remaining allowance is read from."""
         ...
 
     async def settle(

@@ -1,5 +1,5 @@
-"""Budgets on the request path: reserve the worst case before the call, settle the actual cost
-after it.
+"""Budgets and rate limits on the request path: reserve the worst case before the call,
+settle the actual cost (tokens, request) after it.
 
 Admission reserves the request's worst-case cost on the counter of every budget it touches, in
 one atomic step of the counter store, so concurrent requests (and replicas sharing Redis) can
@@ -13,20 +13,15 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from capstan.finops.budget_rules import (
-    BudgetIndex,
-    BudgetRule,
-    Caller,
-    counter_window,
-    crossed,
-)
+from capstan.finops.budget_rules import BudgetRule, counter_window, crossed
 from capstan.finops.counters import MAX_AMOUNT, Charge, CounterStore, CounterStoreUnavailable
 from capstan.finops.memory_counters import MemoryCounters
 from capstan.finops.money import format_usd
+from capstan.finops.ratelimit_rules import RateCap, rate_headers, rate_limited
 from capstan.gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
@@ -38,14 +33,19 @@ KEY_MEMO_LIMIT = 100_000
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """What one request reserved, to be settled when it ends: one counter per rule, in order."""
+    """What one request reserved, to be settled when it ends: one counter per budget rule,
+    then one per rate cap, in order."""
 
     id: str
     rules: tuple[BudgetRule, ...]
     keys: tuple[str, ...]
     ttls: tuple[float, ...]
-    amount: int
+    amount: int  # the worst-case cost reserved, micro-dollars
     downgraded_by: BudgetRule | None = None
+    caps: tuple[RateCap, ...] = ()
+    tokens: int = 0  # the worst-case tokens reserved on token caps
+    # `x-ratelimit-*` for the client, when rate limits apply.
+    headers: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,20 @@ class Crossing:
     key: str
     threshold: int
     spent: int
+
+
+@dataclass(slots=True)
+class _Plan:
+    """The counters one admission reserves on: budgets first, then rate caps."""
+
+    rules: tuple[BudgetRule, ...]
+    caps: tuple[RateCap, ...]
+    keys: tuple[str, ...]
+    ttls: tuple[float, ...]
+    limits: list[int | None]
+    amounts: tuple[int, ...]
+    ends: tuple[float, ...]  # each cap's window end (epoch seconds)
+    epoch: float
 
 
 class BudgetGuard:
@@ -81,45 +95,82 @@ class BudgetGuard:
         return key, ttl
 
     def admit_inline(
-        self, index: BudgetIndex, caller: Caller, worst_case: int, request_id: str, at: datetime
+        self,
+        rules: Sequence[BudgetRule],
+        worst_case: int,
+        request_id: str,
+        at: datetime,
+        caps: Sequence[RateCap] = (),
+        tokens: int = 0,
     ) -> Hold | None:
         """`admit` on the memory store, without a coroutine: it runs on every budgeted call."""
         inline = self.inline
         assert inline is not None, "the counter store needs I/O: await admit()"
-        plan = self._plan(index, caller, worst_case, at)
-        if plan is None:
-            return None
-        rules, keys, ttls, limits = plan
-        downgraded: BudgetRule | None = None
+        if not caps:  # budgets only: one amount on every key (the common, fastest case)
+            if not rules:
+                return None
+            _check(worst_case)
+            keyed = [self._key(rule, at) for rule in rules]
+            keys = tuple(key for key, _ in keyed)
+            ttls = tuple(ttl for _, ttl in keyed)
+            limits = [None if rule.action == "alert-only" else rule.limit for rule in rules]
+            downgraded: BudgetRule | None = None
+            while True:
+                at_limit = inline.reserve_same(request_id, keys, worst_case, limits, ttls, HOLD_S)
+                if at_limit < 0:
+                    return Hold(request_id, tuple(rules), keys, ttls, worst_case, downgraded)
+                level = inline.level_now(keys[at_limit])
+                rule = _downgrade(rules, limits, at_limit, level.spent + level.reserved)
+                downgraded = downgraded or rule
+        plan = self._plan(rules, caps, worst_case, tokens, at)
+        downgraded = None
         while True:
-            at_limit = inline.reserve_same(request_id, keys, worst_case, limits, ttls, HOLD_S)
+            at_limit = inline.reserve_each(
+                request_id, plan.keys, plan.amounts, plan.limits, plan.ttls, HOLD_S
+            )
             if at_limit < 0:
-                return Hold(request_id, rules, keys, ttls, worst_case, downgraded)
-            level = inline.level_now(keys[at_limit])
-            rule = _downgrade(rules, limits, at_limit, level.spent + level.reserved)
+                used = []
+                for key in plan.keys[len(plan.rules) :]:
+                    level = inline.level_now(key)
+                    used.append(level.spent + level.reserved)
+                return self._hold(request_id, plan, worst_case, tokens, downgraded, used)
+            level = inline.level_now(plan.keys[at_limit])
+            rule = self._refused(plan, at_limit, level.spent + level.reserved)
             downgraded = downgraded or rule
 
     async def admit(
-        self, index: BudgetIndex, caller: Caller, worst_case: int, request_id: str, at: datetime
+        self,
+        rules: Sequence[BudgetRule],
+        worst_case: int,
+        request_id: str,
+        at: datetime,
+        caps: Sequence[RateCap] = (),
+        tokens: int = 0,
     ) -> Hold | None:
-        """Reserve `worst_case` micro-dollars on every budget of `caller`; None when no budget
-        applies. Raises the 429 of the first `block` budget it would pass; a `downgrade`
-        budget at its limit stays counted but no longer limits the call (`downgraded_by`)."""
+        """Reserve `worst_case` micro-dollars on each budget in `rules` and the call's worst
+        case on each rate cap (a request, `tokens`, `worst_case`), all at once; None when
+        nothing applies. Raises the 429 of the first `block` budget or rate cap it would pass;
+        a `downgrade` budget at its limit stays counted but no longer limits the call
+        (`downgraded_by`)."""
         if self.inline is not None:
-            return self.admit_inline(index, caller, worst_case, request_id, at)
-        plan = self._plan(index, caller, worst_case, at)
-        if plan is None:
+            return self.admit_inline(rules, worst_case, request_id, at, caps, tokens)
+        if not rules and not caps:
             return None
-        rules, keys, ttls, limits = plan
+        plan = self._plan(rules, caps, worst_case, tokens, at)
         downgraded: BudgetRule | None = None
         while True:
             charges = [
-                Charge(key, worst_case, limit, ttl)
-                for key, limit, ttl in zip(keys, limits, ttls, strict=True)
+                Charge(key, amount, limit, ttl)
+                for key, amount, limit, ttl in zip(
+                    plan.keys, plan.amounts, plan.limits, plan.ttls, strict=True
+                )
             ]
+            used: list[int] = []
             try:
-                refusal = await self.counters.reserve(request_id, charges, HOLD_S)
+                refusal = await self.counters.reserve(request_id, charges, HOLD_S, used)
             except CounterStoreUnavailable as exc:
+                # Money fails closed; rate limits, which shield upstream quotas, fail open:
+                # an outage of the counter store must not stop every call.
                 if any(rule.blocks for rule in rules):
                     raise GatewayError(
                         503,
@@ -129,48 +180,92 @@ class BudgetGuard:
                         code="budget_store_unavailable",
                         retry_after=1.0,
                     ) from exc
-                log.warning("budget counters unreachable; admitting without them: %s", exc)
+                log.warning("counters unreachable; admitting without them: %s", exc)
                 return None
             if refusal is None:
-                return Hold(request_id, rules, keys, ttls, worst_case, downgraded)
-            used = refusal.spent + refusal.reserved
-            rule = _downgrade(rules, limits, keys.index(refusal.key), used)
+                used = used[len(plan.rules) :]
+                return self._hold(request_id, plan, worst_case, tokens, downgraded, used)
+            at_limit = plan.keys.index(refusal.key)
+            rule = self._refused(plan, at_limit, refusal.spent + refusal.reserved)
             downgraded = downgraded or rule
 
     def _plan(
-        self, index: BudgetIndex, caller: Caller, worst_case: int, at: datetime
-    ) -> tuple[tuple[BudgetRule, ...], tuple[str, ...], tuple[float, ...], list[int | None]] | None:
-        """The caller's budgets, their counters now, and the limits that apply to this call."""
-        rules = index.for_caller(caller)
-        if not rules:
-            return None
-        if type(worst_case) is not int or not 0 <= worst_case <= MAX_AMOUNT:
-            raise ValueError(f"a reservation must be 0 to {MAX_AMOUNT} micro-dollars")
+        self,
+        rules: Sequence[BudgetRule],
+        caps: Sequence[RateCap],
+        worst_case: int,
+        tokens: int,
+        at: datetime,
+    ) -> _Plan:
+        _check(worst_case)
+        _check(tokens)
         keyed = [self._key(rule, at) for rule in rules]
-        limits = [None if rule.action == "alert-only" else rule.limit for rule in rules]
-        return (
+        epoch = at.timestamp()
+        windows = [cap.window(epoch) for cap in caps]
+        return _Plan(
             tuple(rules),
-            tuple(key for key, _ in keyed),
-            tuple(ttl for _, ttl in keyed),
-            limits,
+            tuple(caps),
+            tuple(key for key, _ in keyed) + tuple(key for key, _, _ in windows),
+            tuple(ttl for _, ttl in keyed) + tuple(ttl for _, ttl, _ in windows),
+            [None if rule.action == "alert-only" else rule.limit for rule in rules]
+            + [cap.limit for cap in caps],
+            (worst_case,) * len(rules) + tuple(cap.amount(tokens, worst_case) for cap in caps),
+            tuple(end for _, _, end in windows),
+            epoch,
         )
 
-    def settle_inline(self, hold: Hold, cost: int) -> bool:
-        """Settle now when the store answers without I/O; False when `settle` must be awaited."""
-        if self.inline is None:
+    def _refused(self, plan: _Plan, at_limit: int, used: int) -> BudgetRule:
+        """The budget that downgrades the call; raises the 429 of any other refusal."""
+        budgets = len(plan.rules)
+        if at_limit < budgets:
+            return _downgrade(plan.rules, plan.limits, at_limit, used)
+        index = at_limit - budgets
+        raise rate_limited(plan.caps[index], used, plan.ends[index], plan.epoch)
+
+    @staticmethod
+    def _hold(
+        request_id: str,
+        plan: _Plan,
+        worst_case: int,
+        tokens: int,
+        downgraded: BudgetRule | None,
+        used: list[int],
+    ) -> Hold:
+        headers = rate_headers(plan.caps, used, plan.ends, plan.epoch) if plan.caps else None
+        return Hold(
+            request_id,
+            plan.rules,
+            plan.keys,
+            plan.ttls,
+            worst_case,
+            downgraded,
+            plan.caps,
+            tokens,
+            headers,
+        )
+
+    def settle_inline(self, hold: Hold, cost: int, tokens: int = 0) -> bool:
+        """Settle now when the store answers without I/O; False when `settle` must be awaited.
+        `tokens` is what the call used, for token caps."""
+        inline = self.inline
+        if inline is None:
             return False
-        spent = self.inline.settle_same(hold.id, hold.keys, cost, hold.ttls)
+        if hold.caps:
+            spent = inline.settle_each(hold.id, hold.keys, _actual(hold, cost, tokens), hold.ttls)
+        else:
+            spent = inline.settle_same(hold.id, hold.keys, cost, hold.ttls)
         self._report(hold, cost, spent)
         return True
 
-    async def settle(self, hold: Hold, cost: int) -> None:
-        """Release the hold and count `cost`; thresholds crossed go to `on_crossing`. A store
-        that is away leaves the reservation to expire; the event in the store keeps the cost,
-        and counters are rebuilt from events at the next start."""
+    async def settle(self, hold: Hold, cost: int, tokens: int = 0) -> None:
+        """Release the hold and count `cost` (and, on rate caps, the request and `tokens`);
+        thresholds crossed go to `on_crossing`. A store that is away leaves the reservation to
+        expire; the event in the store keeps the cost, and counters are rebuilt from events at
+        the next start."""
         try:
             levels = await self.counters.settle(
                 hold.id,
-                dict.fromkeys(hold.keys, cost),
+                dict(zip(hold.keys, _actual(hold, cost, tokens), strict=True)),
                 dict(zip(hold.keys, hold.ttls, strict=True)),
             )
         except CounterStoreUnavailable as exc:
@@ -183,7 +278,7 @@ class BudgetGuard:
         if cost <= 0:
             return
         crossings: list[Crossing] = []
-        for rule, key, after in zip(hold.rules, hold.keys, spent, strict=True):
+        for rule, key, after in zip(hold.rules, hold.keys, spent, strict=False):
             # Below the lowest threshold (the usual case) nothing can have been crossed.
             if after * 100 < rule.lowest_threshold * rule.limit:
                 continue
@@ -195,8 +290,18 @@ class BudgetGuard:
             self.on_crossing(crossings)
 
 
+def _check(amount: int) -> None:
+    if type(amount) is not int or not 0 <= amount <= MAX_AMOUNT:
+        raise ValueError(f"a reservation must be 0 to {MAX_AMOUNT}, not {amount!r}")
+
+
+def _actual(hold: Hold, cost: int, tokens: int) -> list[int]:
+    """What each of the hold's counters receives: the cost on budgets, each cap's measure."""
+    return [cost] * len(hold.rules) + [cap.amount(tokens, cost) for cap in hold.caps]
+
+
 def _downgrade(
-    rules: tuple[BudgetRule, ...], limits: list[int | None], at_limit: int, used: int
+    rules: Sequence[BudgetRule], limits: list[int | None], at_limit: int, used: int
 ) -> BudgetRule:
     """The budget at its limit, when it downgrades (it is counted from now on, no longer a
     limit for this call); any other action refuses the call."""

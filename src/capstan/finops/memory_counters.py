@@ -61,9 +61,18 @@ class MemoryCounters:
         return len(self._counters)
 
     async def reserve(
-        self, reservation_id: str, charges: Sequence[Charge], hold_s: float
+        self,
+        reservation_id: str,
+        charges: Sequence[Charge],
+        hold_s: float,
+        used: list[int] | None = None,
     ) -> Refusal | None:
-        return self.reserve_now(reservation_id, charges, hold_s)
+        refusal = self.reserve_now(reservation_id, charges, hold_s)
+        if refusal is None and used is not None:
+            for charge in charges:
+                level = self.level_now(charge.key)
+                used.append(-1 if charge.limit is None else level.spent + level.reserved)
+        return refusal
 
     async def settle(
         self, reservation_id: str, actual: Mapping[str, int], ttl_s: Mapping[str, float]
@@ -142,14 +151,38 @@ class MemoryCounters:
             dict.fromkeys(keys, amount),
         )
 
+    def reserve_each(
+        self,
+        reservation_id: str,
+        keys: Sequence[str],
+        amounts: Sequence[int],
+        limits: Sequence[int | None],
+        ttls: Sequence[float],
+        hold_s: float,
+    ) -> int:
+        """`reserve_same` with an amount per key (budgets and rate limits in one reservation:
+        money, tokens and a request)."""
+        held = dict(zip(keys, amounts, strict=True))
+        return self._reserve(reservation_id, keys, amounts, limits, ttls, hold_s, held)
+
     def settle_same(
         self, reservation_id: str, keys: Sequence[str], actual: int, ttls: Sequence[float]
     ) -> list[int]:
         """`settle_now` for the budget guard: `actual` on each key; returns each key's spent."""
+        return self.settle_each(reservation_id, keys, (actual,) * len(keys), ttls)
+
+    def settle_each(
+        self,
+        reservation_id: str,
+        keys: Sequence[str],
+        actual: Sequence[int],
+        ttls: Sequence[float],
+    ) -> list[int]:
+        """`settle_same` with an amount per key."""
         now = self._clock()
         self._tidy(now)
         self._release(reservation_id)
-        return [c.spent for c in self._count(keys, (actual,) * len(keys), ttls, now)]
+        return [c.spent for c in self._count(keys, actual, ttls, now)]
 
     def level_now(self, key: str) -> Level:
         counter = self._counters.get(key)

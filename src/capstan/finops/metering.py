@@ -29,28 +29,33 @@ def max_output_tokens(body: Mapping[str, Any], deployment: Deployment) -> int:
 
 def reservation(
     book: PriceBook | None, targets: Sequence[Deployment], body: Mapping[str, Any], at: datetime
-) -> int:
-    """The worst case over every deployment that may serve the call (a fallback may cost more
-    than the primary); 0 when none of them has a price."""
-    if book is None:
-        return 0
-    prompt: int | None = None
-    worst = 0
+) -> tuple[int, int]:
+    """The call's worst case over every deployment that may serve it (a fallback may cost more
+    than the primary): micro-dollars (0 when none of them has a price) and tokens, prompt
+    estimate plus the largest output allowed."""
+    prompt = estimate_prompt_tokens(body)
+    worst, output = 0, 0
     for deployment in targets:
-        price = book.price_for(deployment.name, deployment.model, at)
-        if price is None:
-            continue
-        if prompt is None:
-            prompt = estimate_prompt_tokens(body)
-        worst = max(worst, worst_case(prompt, max_output_tokens(body, deployment), price))
-    return worst
+        most = max_output_tokens(body, deployment)
+        output = max(output, most)
+        price = None if book is None else book.price_for(deployment.name, deployment.model, at)
+        if price is not None:
+            worst = max(worst, worst_case(prompt, most, price))
+    return worst, prompt + output
 
 
 def call_cost(
-    book: PriceBook | None, deployment: str, model: str, at: datetime, usage: Usage
+    book: PriceBook | None,
+    deployment: str,
+    model: str,
+    at: datetime,
+    usage: Usage,
+    *,
+    estimated: bool = False,
 ) -> Cost | None:
-    """The cost of a served call at the price in force when it arrived; None when unpriced."""
+    """The cost of a served call at the price in force when it arrived; None when unpriced.
+    `estimated`: the tokens were counted by Capstan, not reported by the provider."""
     if book is None:
         return None
     price = book.price_for(deployment, model, at)
-    return None if price is None else cost_of(usage, price)
+    return None if price is None else cost_of(usage, price, estimated=estimated)

@@ -2,7 +2,8 @@
 an error that says who paused it, why and since when, until someone resumes it.
 
 A pause is a configuration change (audited, config-version bump), so every gateway replica
-refuses within a second; the gateway checks pauses in memory, from its routing snapshot.
+refuses within a second; the gateway checks pauses in memory, from its routing snapshot. An
+admin pauses by hand; a budget with `pause_at` pauses its own scope through the same `start`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from capstan.clock import utcnow
 from capstan.errors import Conflict, InvalidInput, NotFound
-from capstan.finops.budgets import resolve_scope
+from capstan.finops.budgets import PAUSABLE, Scope, resolve_scope
 from capstan.identity.changes import ChangeRecorder, state_of
 from capstan.identity.directory import Directory
 from capstan.identity.principal import Principal
@@ -26,7 +27,15 @@ from capstan.identity.scope import ScopePath
 from capstan.store.engine import Store
 from capstan.store.schema import Pause
 
-PAUSABLE = ("key", "project", "team", "department")
+__all__ = [
+    "MAX_REASON",
+    "PAUSABLE",
+    "PauseNotice",
+    "PausedScopes",
+    "Pauses",
+    "load_paused",
+    "paused_for",
+]
 MAX_REASON = 500
 
 
@@ -95,25 +104,40 @@ class Pauses:
         org_id = principal.scope.org_id
         with self.store.write() as session:
             resolved = resolve_scope(session, self.directory, org_id, scope)
-            if resolved.kind not in PAUSABLE or resolved.scope_id is None:
-                raise InvalidInput(
-                    "a pause is for key:ID, project:NAME, team:NAME or department:NAME",
-                    field="scope",
-                )
+            _require_pausable(resolved)
             principal.require_within(resolved.path)
-            if _active(session, org_id, resolved.kind, resolved.scope_id) is not None:
+            row = self.start(session, org_id, resolved, reason, principal)
+            if row is None:
                 raise Conflict(f"{resolved.label} is already paused", field="scope")
-            row = Pause(
-                org_id=org_id,
-                scope_kind=resolved.kind,
-                scope_id=resolved.scope_id,
-                scope_label=resolved.label,
-                reason=reason,
-                paused_by=principal.actor,
-            )
-            session.add(row)
-            self.changes.record(session, principal, "pause.start", row, before=None)
             return row
+
+    def start(
+        self,
+        session: Session,
+        org_id: uuid.UUID,
+        scope: Scope,
+        reason: str,
+        actor: Principal | str,
+    ) -> Pause | None:
+        """Pause `scope` in the caller's transaction, with its audit entry and a config-version
+        bump; None when it is paused already. `actor` is a person's principal, or a name such
+        as `budget:NAME` when Capstan pauses on its own (a budget's threshold), so the pause
+        row, the audit entry and every refused caller say what stopped the scope."""
+        _require_pausable(scope)
+        assert scope.scope_id is not None  # a pausable scope names one thing
+        if _active(session, org_id, scope.kind, scope.scope_id) is not None:
+            return None
+        row = Pause(
+            org_id=org_id,
+            scope_kind=scope.kind,
+            scope_id=scope.scope_id,
+            scope_label=scope.label,
+            reason=reason[:MAX_REASON],
+            paused_by=actor if isinstance(actor, str) else actor.actor,
+        )
+        session.add(row)
+        self.changes.record(session, actor, "pause.start", row, before=None)
+        return row
 
     def resume(self, principal: Principal, scope: str) -> Pause:
         principal.require(Permission.BUDGETS_WRITE)
@@ -139,6 +163,13 @@ class Pauses:
             statement = statement.where(Pause.resumed_at.is_(None))
         with self.store.read() as session:
             return list(session.scalars(statement.order_by(Pause.created_at)).all())
+
+
+def _require_pausable(scope: Scope) -> None:
+    if scope.kind not in PAUSABLE or scope.scope_id is None:
+        raise InvalidInput(
+            "a pause is for key:ID, project:NAME, team:NAME or department:NAME", field="scope"
+        )
 
 
 def _active(session: Session, org_id: uuid.UUID, kind: str, scope_id: uuid.UUID) -> Pause | None:

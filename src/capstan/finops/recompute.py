@@ -53,6 +53,7 @@ def recompute_costs(
         RequestEvent.cache_write_tokens,
         RequestEvent.reasoning_tokens,
         RequestEvent.cost_micros,
+        RequestEvent.cost_estimated,
     )
     after: tuple[datetime, object] | None = None
     with store.write() as session:
@@ -82,7 +83,8 @@ def recompute_costs(
                     cache_write_tokens=row.cache_write_tokens or 0,
                     reasoning_tokens=row.reasoning_tokens or 0,
                 )
-                cost = cost_of(usage, price)
+                # Tokens Capstan counted itself stay an estimate at any price.
+                cost = cost_of(usage, price, estimated=row.cost_estimated)
                 if cost.total == row.cost_micros:
                     continue
                 changed += 1

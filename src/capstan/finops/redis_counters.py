@@ -88,7 +88,8 @@ end
 """
 
 # KEYS: resv, due, counter…  ARGV: now_ms, hold_ms, batch, ns, id, then per counter: key,
-# amount, limit (-1: none), ttl_ms. Returns {0} reserved, {-1} id open, {i, spent, reserved}.
+# amount, limit (-1: none), ttl_ms. Returns {0, used…} reserved (each limited counter's spent +
+# reserved after it, -1 for the others), {-1} id open, {i, spent, reserved} refused.
 _RESERVE = (
     _PRELUDE
     + """
@@ -96,14 +97,18 @@ local now, hold, ns, id = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[4], ARGV[5]
 reclaim_due(ns, now, tonumber(ARGV[3]))
 if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
 local n = #KEYS - 2
+local out = {0}
 for i = 1, n do
   local limit = tonumber(ARGV[4 + 4 * i])
+  out[i + 1] = -1
   if limit >= 0 then
     local spent, reserved = level(KEYS[i + 2])
-    if spent + reserved + tonumber(ARGV[3 + 4 * i]) > limit then return {i, spent, reserved} end
+    local after = spent + reserved + tonumber(ARGV[3 + 4 * i])
+    if after > limit then return {i, spent, reserved} end
+    out[i + 1] = after
   end
 end
-if n == 0 then return {0} end
+if n == 0 then return out end
 local longest = hold
 for i = 1, n do
   local amount, keep = tonumber(ARGV[3 + 4 * i]), math.max(tonumber(ARGV[5 + 4 * i]), hold)
@@ -114,7 +119,7 @@ for i = 1, n do
 end
 redis.call('PEXPIRE', KEYS[1], longest)
 redis.call('ZADD', KEYS[2], now + hold, id)
-return {0}
+return out
 """
 )
 
@@ -215,7 +220,11 @@ class RedisCounters:
         self._reclaim = register(_RECLAIM)
 
     async def reserve(
-        self, reservation_id: str, charges: Sequence[Charge], hold_s: float
+        self,
+        reservation_id: str,
+        charges: Sequence[Charge],
+        hold_s: float,
+        used: list[int] | None = None,
     ) -> Refusal | None:
         amounts_by_key(charges)  # refuses a key given twice
         check_hold(hold_s)
@@ -233,6 +242,8 @@ class RedisCounters:
             args += (charge.key, charge.amount, limit, _ms(charge.ttl_s))
         reply = await self._call(self._reserve, keys, args)
         if reply[0] == 0:
+            if used is not None:
+                used.extend(int(after) for after in reply[1:])
             return None
         if reply[0] == -1:
             raise ValueError(f"reservation {reservation_id} is already open")

@@ -90,7 +90,7 @@ async def _stream(
             record.anthropic_usage((data.get("message") or {}).get("usage"))
         elif name == "message_delta":
             record.anthropic_usage(data.get("usage"))
-        elif name == "content_block_delta" and record.keeps_payloads:
+        elif name == "content_block_delta":
             delta = data.get("delta") or {}
             if isinstance(delta.get("text"), str):
                 record.streamed(delta["text"])

@@ -16,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from capstan.api.auth import presented_key
 from capstan.errors import CapstanError
 from capstan.finops.budget_rules import Caller
+from capstan.finops.fingerprints import prompt_fingerprint
 from capstan.finops.metering import reservation
 from capstan.finops.pauses import paused_for
 from capstan.gateway.attempts import Attempts, Deadline
@@ -46,7 +47,8 @@ _STREAM_FAILURES = {
 }
 
 
-async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
+async def read_json_body(request: Request, limit: int) -> tuple[dict[str, Any], int]:
+    """The body as a JSON object, and its size in bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise GatewayError(413, f"the body exceeds the {limit}-byte limit", code="body_too_large")
@@ -72,7 +74,7 @@ async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
         raise GatewayError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(body, dict):
         raise GatewayError(400, "the body must be a JSON object", code="invalid_json")
-    return body
+    return body, size
 
 
 async def authenticate(services: Services, request: Request) -> Principal:
@@ -154,42 +156,42 @@ async def admit(
     gateway = gateway_of(request)
     principal = await authenticate(gateway.services, request)
     record.principal = principal
-    body = await read_json_body(request, gateway.settings.max_body_bytes)
+    body, size = await read_json_body(request, gateway.settings.max_body_bytes)
     model = validate(body)
+    record.prompt_fingerprint = prompt_fingerprint(body, size)
     record.model = model
     record.stream = bool(body.get("stream"))
     record.tags = parse_tags(request.headers.get(TAGS_HEADER), body.get("metadata"))
-    if record.keeps_payloads:
-        record.request_body = body
+    # For the payload when the project logs payloads, and for counting tokens the provider
+    # did not report (a reference: nothing is copied, nothing logged otherwise).
+    record.request_body = body
     targets, alias = await gateway.targets(model)
     table = gateway.table
     if table is not None and table.paused:
         notice = paused_for(table.paused, principal.scope, principal.key_id)
         if notice is not None:
             raise GatewayError(403, notice.message(), type="permission_error", code="scope_paused")
-    if (
-        budgeted
-        and table is not None
-        and table.budgets
-        and table.budgets.for_caller(
-            caller := Caller(principal.scope, principal.key_id, principal.user_id, record.tags)
-        )
-    ):
-        # Hold the call's worst case on its budgets (429 at a `block` limit); inline on the
-        # memory store, which needs no I/O. Callers no budget covers skip the estimate.
-        at, guard = record.created_at, gateway.guard
-        worst = reservation(table.prices, targets, body, at)
-        if guard.inline is not None:
-            hold = guard.admit_inline(table.budgets, caller, worst, record.id, at)
-        else:
-            hold = await guard.admit(table.budgets, caller, worst, record.id, at)
-        record.hold = hold
-        if hold is not None and hold.downgraded_by is not None:
-            # A `downgrade` budget at its limit: the call goes to its cheaper alias.
-            cheaper = hold.downgraded_by.downgrade_to
-            if cheaper:
-                record.downgraded_to = cheaper
-                targets, alias = await gateway.targets(cheaper)
+    if budgeted and table is not None and (table.budgets or table.rate_limits):
+        caller = Caller(principal.scope, principal.key_id, principal.user_id, record.tags)
+        rules = table.budgets.for_caller(caller) if table.budgets else ()
+        caps = table.rate_limits.for_call(caller, model) if table.rate_limits else ()
+        if rules or caps:
+            # Hold the call's worst case on its budgets and rate limits (429 at a `block`
+            # limit); inline on the memory store, which needs no I/O. Callers no budget or
+            # rate limit covers skip the estimate.
+            at, guard = record.created_at, gateway.guard
+            worst, tokens = reservation(table.prices, targets, body, at)
+            if guard.inline is not None:
+                hold = guard.admit_inline(rules, worst, record.id, at, caps, tokens)
+            else:
+                hold = await guard.admit(rules, worst, record.id, at, caps, tokens)
+            record.hold = hold
+            if hold is not None and hold.downgraded_by is not None:
+                # A `downgrade` budget at its limit: the call goes to its cheaper alias.
+                cheaper = hold.downgraded_by.downgrade_to
+                if cheaper:
+                    record.downgraded_to = cheaper
+                    targets, alias = await gateway.targets(cheaper)
     attempts = Attempts(
         gateway,
         targets,
@@ -281,6 +283,9 @@ def served_headers(record: CallRecord, served: Served) -> dict[str, str]:
     }
     if record.downgraded_to is not None:
         headers[DOWNGRADE_HEADER] = record.downgraded_to
+    hold = record.hold
+    if hold is not None and hold.headers:
+        headers.update(hold.headers)
     return headers
 
 

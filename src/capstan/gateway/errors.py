@@ -44,6 +44,7 @@ class GatewayError(Exception):
         param: str | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -52,6 +53,8 @@ class GatewayError(Exception):
         self.param = param
         self.code = code
         self.retry_after = retry_after
+        # Sent with the error (a rate limit's `x-ratelimit-*`).
+        self.extra_headers = extra_headers
 
     @classmethod
     def of(cls, exc: Exception) -> GatewayError:
@@ -85,9 +88,10 @@ class GatewayError(Exception):
         return anthropic_error(self.status, None, self.message)
 
     def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"retry-after": str(max(1, round(self.retry_after)))}
+        headers = dict(self.extra_headers) if self.extra_headers else {}
+        if self.retry_after is not None:
+            headers["retry-after"] = str(max(1, round(self.retry_after)))
+        return headers
 
 
 def invalid(message: str, param: str | None = None) -> GatewayError:

@@ -66,7 +66,7 @@ async def _stream_chat(admitted: Admitted, record: CallRecord) -> Response:
             record.openai_usage(chunk["usage"])
             if not wants_usage:
                 return None
-        elif record.keeps_payloads:
+        else:
             for piece in _delta_text(chunk):
                 record.streamed(piece)
         raw = chunk.raw if isinstance(chunk, WireJSON) else orjson.dumps(chunk)

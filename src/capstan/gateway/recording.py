@@ -70,6 +70,7 @@ class CallRecord:
         "model",
         "org_id",
         "principal",
+        "prompt_fingerprint",
         "prompt_tokens",
         "provider",
         "reasoning_tokens",
@@ -112,6 +113,7 @@ class CallRecord:
         self.downgraded_to: str | None = None
         self.first_byte_at: float | None = None
         self.tags: dict[str, str] = {}
+        self.prompt_fingerprint: str | None = None
         self.request_body: Any = None
         self.response_body: Any = None
         self.response_text: list[str] = []
@@ -121,15 +123,16 @@ class CallRecord:
         return self.principal is not None and self.principal.log_payloads
 
     def answered(self, response: Any) -> None:
-        """The whole response, kept when the project logs payloads."""
-        if self.keeps_payloads:
-            self.response_body = response
+        """The whole response, for the event's payload when the project logs payloads, and
+        for counting its tokens if the provider reported none (a reference, not a copy)."""
+        self.response_body = response
 
     def streamed(self, text: str) -> None:
-        """A piece of a streamed answer, kept when the project logs payloads (joined once,
-        when the event is written)."""
-        if self.keeps_payloads:
-            self.response_text.append(text)
+        """A piece of a streamed answer, kept like `answered` (joined once, at the end)."""
+        self.response_text.append(text)
+
+    def output_text(self) -> str:
+        return "".join(self.response_text)
 
     def served_by(self, served: Served) -> None:
         deployment = served.deployment
@@ -227,6 +230,7 @@ class CallRecord:
             "cached_tokens": self.cached_tokens,
             "cache_write_tokens": self.cache_write_tokens,
             "reasoning_tokens": self.reasoning_tokens,
+            "prompt_fingerprint": self.prompt_fingerprint,
             "cost_micros": cost.total if cost is not None else None,
             "cost_input_micros": cost.input + cost.other if cost is not None else None,
             "cost_cache_read_micros": cost.cache_read if cost is not None else None,

@@ -17,11 +17,12 @@ from capstan.config import Settings
 from capstan.events.pipeline import EventPipeline
 from capstan.finops.alerts import BudgetAlerts
 from capstan.finops.budget_rules import counter_key
-from capstan.finops.costing import Cost
+from capstan.finops.costing import Cost, Usage
+from capstan.finops.counted_usage import counted_usage, reply_text
 from capstan.finops.counters import CounterStore, CounterStoreUnavailable
-from capstan.finops.guard import BudgetGuard, Crossing
+from capstan.finops.guard import BudgetGuard, Crossing, Hold
 from capstan.finops.memory_counters import MemoryCounters
-from capstan.finops.metering import call_cost
+from capstan.finops.metering import call_cost, max_output_tokens
 from capstan.finops.rebuild import spent_so_far
 from capstan.finops.redis_counters import RedisCounters
 from capstan.gateway.breakers import BreakerBoard, BreakerPolicy, RedisBreakerSync
@@ -49,6 +50,14 @@ def unreported_cost(amount: int) -> Cost:
     return Cost(
         input=0, cache_read=0, cache_write=0, output=amount, reasoning=0, other=0, estimated=True
     )
+
+
+def used_tokens(record: CallRecord, hold: Hold) -> int:
+    """The tokens a call counts on token rate limits: what the provider reported, or, for a
+    served call it reported nothing for, the worst case that was reserved."""
+    if record.prompt_tokens is None and record.completion_tokens is None:
+        return hold.tokens if record.deployment is not None else 0
+    return (record.prompt_tokens or 0) + (record.completion_tokens or 0)
 
 
 class Gateway:
@@ -88,7 +97,7 @@ class Gateway:
                 settings.workers,
                 settings.workers,
             )
-        self.alerts = BudgetAlerts(services.store, settings.budget_webhook_url)
+        self.alerts = BudgetAlerts(services.store, services.pauses, settings.budget_webhook_url)
         self.guard = BudgetGuard(self.counters, self._crossed)
         self._settling: set[asyncio.Task[None]] = set()
         # Budget counter keys already rebuilt from the store by this process.
@@ -148,23 +157,48 @@ class Gateway:
         if record.deployment is not None:
             usage = record.usage()
             table = self._table
-            if usage is not None and table is not None:
+            if table is not None:
                 model = record.upstream_model or ""
-                record.cost = call_cost(
-                    table.prices, record.deployment, model, record.created_at, usage
-                )
-            elif hold is not None:  # served, but the provider said nothing: assume the worst
+                reported = usage is not None
+                if usage is None:  # the provider said nothing: count the tokens ourselves
+                    usage = self._counted(record, table, model)
+                if usage is not None:
+                    record.cost = call_cost(
+                        table.prices,
+                        record.deployment,
+                        model,
+                        record.created_at,
+                        usage,
+                        estimated=not reported,
+                    )
+            if usage is None and hold is not None:  # nothing known: assume the worst
                 record.cost = unreported_cost(hold.amount)
         event = record.event()
         self.metrics.observe(event)
         self.events.record(event)
         if hold is not None:
             cost = record.cost.total if record.cost is not None else 0
-            if self.guard.settle_inline(hold, cost):
+            tokens = used_tokens(record, hold) if hold.caps else 0
+            if self.guard.settle_inline(hold, cost, tokens):
                 return
-            task = self.loop.create_task(self.guard.settle(hold, cost))
+            task = self.loop.create_task(self.guard.settle(hold, cost, tokens))
             self._settling.add(task)
             task.add_done_callback(self._settling.discard)
+
+    @staticmethod
+    def _counted(record: CallRecord, table: RoutingTable, model: str) -> Usage | None:
+        """Usage counted with the model's tokenizer, noted on the record (the event then
+        says which tokens were counted: `cost_estimated`); None where it cannot be."""
+        deployment = table.deployments.get(record.deployment or "")
+        body = record.request_body
+        if deployment is None or not isinstance(body, dict):
+            return None
+        output = record.output_text() or reply_text(record.response_body)
+        usage = counted_usage(model, body, output, max_output_tokens(body, deployment))
+        if usage is not None:
+            record.prompt_tokens = usage.prompt_tokens
+            record.completion_tokens = usage.completion_tokens
+        return usage
 
     async def _reclaim_holds(self) -> None:
         """Release the budget holds of requests that died (a killed replica's, with Redis):

@@ -27,6 +27,8 @@ from capstan.finops.budgets import load_rules
 from capstan.finops.pauses import PausedScopes, load_paused
 from capstan.finops.price_overrides import load_price_records
 from capstan.finops.prices import PriceBook
+from capstan.finops.ratelimit_rules import RateLimitIndex
+from capstan.finops.ratelimits import load_rate_limits
 from capstan.gateway.catalog import Catalog, CatalogModel, default_catalog
 from capstan.gateway.config.credentials import Resolver
 from capstan.gateway.config.kinds import default_base_url
@@ -97,6 +99,7 @@ class RoutingTable:
     budgets: BudgetIndex = field(default_factory=lambda: BudgetIndex.of(()))
     # Keys, projects, teams and departments paused by hand, by (kind, id).
     paused: PausedScopes = field(default_factory=dict)
+    rate_limits: RateLimitIndex = field(default_factory=lambda: RateLimitIndex.of(()))
 
     def resolve(self, name: str) -> Alias | Deployment | None:
         return self.aliases.get(name) or self.deployments.get(name)
@@ -133,6 +136,7 @@ def load_routing_table(
         prices = PriceBook(catalog, load_price_records(session, org_id))
         budgets = BudgetIndex.of(load_rules(session, org_id))
         paused = load_paused(session, org_id)
+        rate_limits = RateLimitIndex.of(load_rate_limits(session, org_id))
     resolved = {p.id: _Provider(p, resolver) for p in providers}
     table = {
         d.name: _deployment(d, resolved[d.provider_id], resolver, catalog)
@@ -151,6 +155,7 @@ def load_routing_table(
         prices,
         budgets,
         MappingProxyType(paused),
+        rate_limits,
     )
 
 

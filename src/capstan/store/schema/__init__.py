@@ -3,7 +3,7 @@
 from capstan.store.schema.audit import AuditEntry
 from capstan.store.schema.base import Base
 from capstan.store.schema.events import RequestEvent
-from capstan.store.schema.finops import Budget, BudgetAlert, Pause, PriceOverride
+from capstan.store.schema.finops import Budget, BudgetAlert, Pause, PriceOverride, RateLimit
 from capstan.store.schema.gateway import GatewayAlias, GatewayDeployment, GatewayProvider
 from capstan.store.schema.identity import (
     ApiKey,
@@ -31,6 +31,7 @@ __all__ = [
     "Pause",
     "PriceOverride",
     "Project",
+    "RateLimit",
     "RequestEvent",
     "StoredSecret",
     "Team",

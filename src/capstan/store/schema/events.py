@@ -76,5 +76,8 @@ class RequestEvent(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # A hash of the request's leading instructions and first message (never the text): calls
+    # sharing it repeat a prompt prefix, which is what provider prompt caching rewards.
+    prompt_fingerprint: Mapped[str | None] = mapped_column(String(32))
     # {"request": ..., "response": ...} only when the project logs payloads.
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)

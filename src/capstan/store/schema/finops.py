@@ -1,4 +1,4 @@
-"""FinOps: negotiated prices, budgets and the alerts they raised.
+"""FinOps: negotiated prices, budgets and the alerts they raised, pauses and rate limits.
 
 Money is integer micro-dollars (1 USD = 1,000,000); prices are integer micro-dollars per million
 tokens, so a list price of $1.25 / M is 1,250,000 and every price with up to six decimals is
@@ -69,6 +69,14 @@ class Budget(IdMixin, CreatedMixin, Base):
         CheckConstraint("period IN ('daily', 'weekly', 'monthly', 'total')", name="period"),
         CheckConstraint("action IN ('block', 'alert-only', 'downgrade')", name="action"),
         CheckConstraint("limit_micros > 0", name="limit_positive"),
+        CheckConstraint(
+            "pause_at_percent IS NULL OR (pause_at_percent >= 1 AND pause_at_percent <= 1000)",
+            name="pause_at_range",
+        ),
+        CheckConstraint(
+            "pause_at_percent IS NULL OR scope_kind IN ('key', 'project', 'team', 'department')",
+            name="pause_at_scope",
+        ),
     )
 
     org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), index=True)
@@ -84,6 +92,9 @@ class Budget(IdMixin, CreatedMixin, Base):
     downgrade_to: Mapped[str | None] = mapped_column(String(NAME))
     # Percentages of the limit that raise an alert once per period, e.g. [50, 80, 100].
     thresholds: Mapped[list[int]] = mapped_column(JSON, default=list)
+    # The percentage of the limit at which the budget pauses its own scope (once per period),
+    # always one of `thresholds`; None: it never pauses anything.
+    pause_at_percent: Mapped[int | None] = mapped_column(Integer)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
     created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
@@ -125,3 +136,39 @@ class Pause(IdMixin, CreatedMixin, Base):
     paused_by: Mapped[str] = mapped_column(String(200))
     resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resumed_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class RateLimit(IdMixin, CreatedMixin, Base):
+    """Requests, tokens and money allowed per minute or per day to one key, project, team,
+    department or model (optionally only for calls to one model), counted in fixed windows on
+    the same counter stores as budgets."""
+
+    __tablename__ = "rate_limits"
+    __table_args__ = (
+        UniqueConstraint("org_id", "name"),
+        CheckConstraint(
+            "scope_kind IN ('key', 'project', 'team', 'department', 'model')", name="scope_kind"
+        ),
+        CheckConstraint("period IN ('minute', 'day')", name="period"),
+        CheckConstraint(
+            "requests IS NOT NULL OR tokens IS NOT NULL OR usd_micros IS NOT NULL",
+            name="some_limit",
+        ),
+        CheckConstraint("scope_kind <> 'model' OR model IS NOT NULL", name="model_scope"),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(NAME))
+    scope_kind: Mapped[str] = mapped_column(String(16))
+    # The key, project, team or department id; None for `model`.
+    scope_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    scope_label: Mapped[str] = mapped_column(String(300))
+    # The model asked for (an alias or a model name): the scope of a `model` limit, and a
+    # filter on any other (the limit then counts only that scope's calls to the model).
+    model: Mapped[str | None] = mapped_column(String(TARGET))
+    period: Mapped[str] = mapped_column(String(16))
+    requests: Mapped[int | None] = mapped_column(BigInteger)
+    tokens: Mapped[int | None] = mapped_column(BigInteger)
+    usd_micros: Mapped[int | None] = mapped_column(BigInteger)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
