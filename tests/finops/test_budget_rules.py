@@ -143,4 +143,4 @@ def test_an_organization_without_budgets_has_an_empty_index() -> None:
     index = BudgetIndex.of([])
 
     assert not index
-    assert index.for_caller(Caller(ScopePath(ORG))) == []
+    assert index.for_caller(Caller(ScopePath(ORG))) == ()

@@ -113,7 +113,7 @@ def test_settled_tokens_are_what_the_calls_used_and_never_pass_the_limit(
     counted = 0
     for tokens in used:
         try:
-            hold = guard.admit_inline([], 0, uuid.uuid4().hex, LAST_SECOND, [cap], 50)
+            hold = guard.admit_inline((), 0, uuid.uuid4().hex, LAST_SECOND, [cap], 50)
         except GatewayError:
             assert counted + 50 > 200
             continue
@@ -126,11 +126,11 @@ def test_settled_tokens_are_what_the_calls_used_and_never_pass_the_limit(
 def test_a_minute_window_rolls_over_without_a_restart() -> None:
     guard = BudgetGuard(MemoryCounters(), lambda _: None)
     caps = limit(requests=1).caps()
-    guard.admit_inline([], 0, "first", LAST_SECOND, caps, 0)
+    guard.admit_inline((), 0, "first", LAST_SECOND, caps, 0)
     with pytest.raises(GatewayError) as refused:
-        guard.admit_inline([], 0, "second", LAST_SECOND, caps, 0)
+        guard.admit_inline((), 0, "second", LAST_SECOND, caps, 0)
 
-    later = guard.admit_inline([], 0, "third", LAST_SECOND + timedelta(seconds=1), caps, 0)
+    later = guard.admit_inline((), 0, "third", LAST_SECOND + timedelta(seconds=1), caps, 0)
 
     assert refused.value.code == "rate_limit_exceeded"
     assert refused.value.retry_after == 1
@@ -146,11 +146,11 @@ def test_a_refused_rate_limit_leaves_the_budgets_untouched() -> None:
         uuid.uuid4(), "org", "org", ORG, None, "daily", 1_000_000, "block", scope_label="org"
     )
     caps = limit(requests=1).caps()
-    guard.admit_inline([budget], 100, "first", LAST_SECOND, caps, 0)
+    guard.admit_inline((budget,), 100, "first", LAST_SECOND, caps, 0)
 
     with pytest.raises(GatewayError):
-        guard.admit_inline([budget], 100, "second", LAST_SECOND, caps, 0)
+        guard.admit_inline((budget,), 100, "second", LAST_SECOND, caps, 0)
 
-    hold = guard.admit_inline([budget], 0, "third", LAST_SECOND, (), 0)
+    hold = guard.admit_inline((budget,), 0, "third", LAST_SECOND, (), 0)
     assert hold is not None
     assert counters.level_now(hold.keys[0]).reserved == 100  # only the first call's

@@ -124,7 +124,7 @@ class BudgetIndex:
     by_target: Mapping[tuple[str, object], tuple[BudgetRule, ...]]
     rules: tuple[BudgetRule, ...] = ()
     # The budgets of a (scope, key, user), tags aside: a key's never change within an index.
-    _memo: dict[tuple[object, ...], tuple[BudgetRule, ...]] = field(
+    _memo: dict[object, tuple[BudgetRule, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -140,21 +140,25 @@ class BudgetIndex:
     def __bool__(self) -> bool:
         return bool(self.rules)
 
-    def for_caller(self, caller: Caller) -> list[BudgetRule]:
+    def for_caller(self, caller: Caller) -> tuple[BudgetRule, ...]:
+        """The caller's budgets; the same tuple, call after call, for a caller no tag budget
+        matches (the guard remembers its counters by that tuple)."""
         if not self.by_target:
-            return []
-        memo_key = (caller.scope, caller.key_id, caller.user_id)
+            return ()
+        # A key's scope and user never change, so its id alone names the answer (cheaper to
+        # hash than the scope's four UUIDs).
+        memo_key: object = caller.key_id or (caller.scope, caller.user_id)
         fixed = self._memo.get(memo_key)
         if fixed is None:
             fixed = self._fixed(caller)
             if len(self._memo) < MEMO_LIMIT:
                 self._memo[memo_key] = fixed
         if not caller.tags:
-            return list(fixed)
-        found = list(fixed)
+            return fixed
+        tagged: list[BudgetRule] = []
         for pair in caller.tags.items():
-            found.extend(self.by_target.get(("tag", pair), ()))
-        return found
+            tagged.extend(self.by_target.get(("tag", pair), ()))
+        return fixed + tuple(tagged) if tagged else fixed
 
     def _fixed(self, caller: Caller) -> tuple[BudgetRule, ...]:
         scope = caller.scope

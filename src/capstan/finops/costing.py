@@ -142,10 +142,8 @@ def worst_case(
     sum to at most ⌊X_in + 3/2⌋ ≤ ⌈X_in⌉ + 1 and the two output buckets to at most
     ⌊X_out + 1⌋ ≤ ⌈X_out⌉ + 1. Hence ⌈X_in⌉ + ⌈X_out⌉ + 2, plus the exact per-unit costs.
     """
-    input_rate = max(price.input, price.cached_input_rate(), price.cache_write_rate())
-    output_rate = max(price.output, price.reasoning_rate())
-    bound = tokens_cost_ceiling(max(prompt_tokens, 0), input_rate) + 1
-    bound += tokens_cost_ceiling(max(max_output_tokens, 0), output_rate) + 1
+    bound = tokens_cost_ceiling(max(prompt_tokens, 0), price.top_input_rate) + 1
+    bound += tokens_cost_ceiling(max(max_output_tokens, 0), price.top_output_rate) + 1
     if price.per_image is not None:
         bound += max(images, 0) * price.per_image
     if price.per_audio_second is not None:

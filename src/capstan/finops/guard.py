@@ -31,10 +31,11 @@ HOLD_S = 3900.0
 KEY_MEMO_LIMIT = 100_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hold:
     """What one request reserved, to be settled when it ends: one counter per budget rule,
-    then one per rate cap, in order."""
+    then one per rate cap, in order. (Not frozen: one is made per budgeted call, and a frozen
+    dataclass pays an `object.__setattr__` per field to be built.)"""
 
     id: str
     rules: tuple[BudgetRule, ...]
@@ -46,6 +47,21 @@ class Hold:
     tokens: int = 0  # the worst-case tokens reserved on token caps
     # `x-ratelimit-*` for the client, when rate limits apply.
     headers: dict[str, str] | None = None
+    # Per budget: `spent * 100` below this, no threshold can have been crossed.
+    floors: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Budgeted:
+    """The counters of one set of budgets in their current periods, worked out once and
+    reused by every call of the same callers until the first of the periods ends."""
+
+    rules: tuple[BudgetRule, ...]
+    keys: tuple[str, ...]
+    ttls: tuple[float, ...]
+    limits: tuple[int | None, ...]
+    floors: tuple[int, ...]
+    until: datetime | None  # when the first period ends (None: none ever does)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +86,7 @@ class _Plan:
     amounts: tuple[int, ...]
     ends: tuple[float, ...]  # each cap's window end (epoch seconds)
     epoch: float
+    floors: tuple[int, ...]
 
 
 class BudgetGuard:
@@ -83,20 +100,44 @@ class BudgetGuard:
         # Per budget: its current counter key, ttl, and the moment the period ends; computing
         # a period's bounds is datetime arithmetic, too slow to repeat on every call.
         self._keys: dict[uuid.UUID, tuple[str, float, datetime | None]] = {}
+        # By the identity of a caller's budget tuple (the index hands the same one to every
+        # call of that caller): its counters now. The entry keeps the tuple alive, so its id
+        # is never another tuple's.
+        self._plans: dict[int, _Budgeted] = {}
 
-    def _key(self, rule: BudgetRule, at: datetime) -> tuple[str, float]:
+    def _budgeted(self, rules: tuple[BudgetRule, ...], at: datetime) -> _Budgeted:
+        plan = self._plans.get(id(rules))
+        if plan is not None and plan.rules is rules and (plan.until is None or at < plan.until):
+            return plan
+        windows = [self._window(rule, at) for rule in rules]
+        ends = [end for _, _, end in windows if end is not None]
+        plan = _Budgeted(
+            rules,
+            tuple(key for key, _, _ in windows),
+            tuple(ttl for _, ttl, _ in windows),
+            tuple(None if rule.action == "alert-only" else rule.limit for rule in rules),
+            tuple(rule.lowest_threshold * rule.limit for rule in rules),
+            min(ends) if ends else None,
+        )
+        if len(self._plans) > KEY_MEMO_LIMIT:
+            self._plans.clear()
+        self._plans[id(rules)] = plan
+        return plan
+
+    def _window(self, rule: BudgetRule, at: datetime) -> tuple[str, float, datetime | None]:
+        """The budget's counter key now, its ttl, and when its period ends."""
         known = self._keys.get(rule.id)
         if known is not None and (known[2] is None or at < known[2]):
-            return known[0], known[1]
-        key, ttl, end = counter_window(rule, at)
+            return known
+        known = counter_window(rule, at)
         if len(self._keys) > KEY_MEMO_LIMIT:
             self._keys.clear()
-        self._keys[rule.id] = (key, ttl, end)
-        return key, ttl
+        self._keys[rule.id] = known
+        return known
 
     def admit_inline(
         self,
-        rules: Sequence[BudgetRule],
+        rules: tuple[BudgetRule, ...],
         worst_case: int,
         request_id: str,
         at: datetime,
@@ -110,16 +151,24 @@ class BudgetGuard:
             if not rules:
                 return None
             _check(worst_case)
-            keyed = [self._key(rule, at) for rule in rules]
-            keys = tuple(key for key, _ in keyed)
-            ttls = tuple(ttl for _, ttl in keyed)
-            limits = [None if rule.action == "alert-only" else rule.limit for rule in rules]
+            budgeted = self._budgeted(rules, at)
+            keys, ttls = budgeted.keys, budgeted.ttls
+            limits: Sequence[int | None] = budgeted.limits
             downgraded: BudgetRule | None = None
             while True:
                 at_limit = inline.reserve_same(request_id, keys, worst_case, limits, ttls, HOLD_S)
                 if at_limit < 0:
-                    return Hold(request_id, tuple(rules), keys, ttls, worst_case, downgraded)
+                    return Hold(
+                        request_id,
+                        rules,
+                        keys,
+                        ttls,
+                        worst_case,
+                        downgraded,
+                        floors=budgeted.floors,
+                    )
                 level = inline.level_now(keys[at_limit])
+                limits = list(limits)
                 rule = _downgrade(rules, limits, at_limit, level.spent + level.reserved)
                 downgraded = downgraded or rule
         plan = self._plan(rules, caps, worst_case, tokens, at)
@@ -140,7 +189,7 @@ class BudgetGuard:
 
     async def admit(
         self,
-        rules: Sequence[BudgetRule],
+        rules: tuple[BudgetRule, ...],
         worst_case: int,
         request_id: str,
         at: datetime,
@@ -191,7 +240,7 @@ class BudgetGuard:
 
     def _plan(
         self,
-        rules: Sequence[BudgetRule],
+        rules: tuple[BudgetRule, ...],
         caps: Sequence[RateCap],
         worst_case: int,
         tokens: int,
@@ -199,19 +248,19 @@ class BudgetGuard:
     ) -> _Plan:
         _check(worst_case)
         _check(tokens)
-        keyed = [self._key(rule, at) for rule in rules]
+        budgeted = self._budgeted(rules, at)
         epoch = at.timestamp()
         windows = [cap.window(epoch) for cap in caps]
         return _Plan(
-            tuple(rules),
+            rules,
             tuple(caps),
-            tuple(key for key, _ in keyed) + tuple(key for key, _, _ in windows),
-            tuple(ttl for _, ttl in keyed) + tuple(ttl for _, ttl, _ in windows),
-            [None if rule.action == "alert-only" else rule.limit for rule in rules]
-            + [cap.limit for cap in caps],
+            budgeted.keys + tuple(key for key, _, _ in windows),
+            budgeted.ttls + tuple(ttl for _, ttl, _ in windows),
+            [*budgeted.limits, *(cap.limit for cap in caps)],
             (worst_case,) * len(rules) + tuple(cap.amount(tokens, worst_case) for cap in caps),
             tuple(end for _, _, end in windows),
             epoch,
+            budgeted.floors,
         )
 
     def _refused(self, plan: _Plan, at_limit: int, used: int) -> BudgetRule:
@@ -242,6 +291,7 @@ class BudgetGuard:
             plan.caps,
             tokens,
             headers,
+            plan.floors,
         )
 
     def settle_inline(self, hold: Hold, cost: int, tokens: int = 0) -> bool:
@@ -278,10 +328,12 @@ class BudgetGuard:
         if cost <= 0:
             return
         crossings: list[Crossing] = []
-        for rule, key, after in zip(hold.rules, hold.keys, spent, strict=False):
+        for index, floor in enumerate(hold.floors):
+            after = spent[index]
             # Below the lowest threshold (the usual case) nothing can have been crossed.
-            if after * 100 < rule.lowest_threshold * rule.limit:
+            if after * 100 < floor:
                 continue
+            rule, key = hold.rules[index], hold.keys[index]
             crossings.extend(
                 Crossing(rule, key, threshold, after)
                 for threshold in crossed(rule.thresholds, rule.limit, after - cost, after)

@@ -21,7 +21,6 @@ from capstan.finops.counters import (
 __all__ = ["MemoryCounters"]
 
 _RECHECK_S = 1.0  # how soon to look again at an expired counter that still holds money
-_NOTHING: Mapping[str, int] = {}
 
 
 class _Counter:
@@ -31,6 +30,10 @@ class _Counter:
         self.spent = spent
         self.reserved = reserved
         self.expires_at = expires_at
+
+
+# An open reservation: when it expires, its keys, the amount held on each, and their counters.
+_Open = tuple[float, tuple[str, ...], tuple[int, ...], list[_Counter]]
 
 
 class MemoryCounters:
@@ -50,7 +53,7 @@ class MemoryCounters:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._counters: dict[str, _Counter] = {}
-        self._open: dict[str, tuple[float, dict[str, int]]] = {}
+        self._open: dict[str, _Open] = {}
         self._due: list[tuple[float, str]] = []  # may hold settled ids: skipped when popped
         self._expiry: list[tuple[float, str]] = []  # one entry per counter, re-pushed if extended
 
@@ -83,17 +86,15 @@ class MemoryCounters:
         self, reservation_id: str, charges: Sequence[Charge], hold_s: float
     ) -> Refusal | None:
         """`reserve` without a coroutine."""
-        amounts = amounts_by_key(charges)
+        amounts_by_key(charges)  # refuses a key given twice
         check_hold(hold_s)
-        keys = [charge.key for charge in charges]
         at_limit = self._reserve(
             reservation_id,
-            keys,
-            [charge.amount for charge in charges],
+            tuple(charge.key for charge in charges),
+            tuple(charge.amount for charge in charges),
             [charge.limit for charge in charges],
             [charge.ttl_s for charge in charges],
             hold_s,
-            amounts,
         )
         if at_limit < 0:
             return None
@@ -109,7 +110,8 @@ class MemoryCounters:
         check_settlement(actual, ttl_s)
         now = self._clock()
         self._tidy(now)
-        held = self._release(reservation_id)
+        entry = self._release(reservation_id)
+        held = entry[1] if entry is not None else ()
         keys = list(actual)
         counted = self._count(keys, list(actual.values()), [ttl_s[key] for key in keys], now)
         levels = {key: Level(c.spent, c.reserved) for key, c in zip(keys, counted, strict=True)}
@@ -142,13 +144,7 @@ class MemoryCounters:
         call takes. Returns the index of the first key that does not fit (nothing changed),
         or -1 once all are reserved."""
         return self._reserve(
-            reservation_id,
-            keys,
-            (amount,) * len(keys),
-            limits,
-            ttls,
-            hold_s,
-            dict.fromkeys(keys, amount),
+            reservation_id, tuple(keys), (amount,) * len(keys), limits, ttls, hold_s
         )
 
     def reserve_each(
@@ -162,14 +158,33 @@ class MemoryCounters:
     ) -> int:
         """`reserve_same` with an amount per key (budgets and rate limits in one reservation:
         money, tokens and a request)."""
-        held = dict(zip(keys, amounts, strict=True))
-        return self._reserve(reservation_id, keys, amounts, limits, ttls, hold_s, held)
+        return self._reserve(reservation_id, tuple(keys), tuple(amounts), limits, ttls, hold_s)
 
     def settle_same(
         self, reservation_id: str, keys: Sequence[str], actual: int, ttls: Sequence[float]
     ) -> list[int]:
-        """`settle_now` for the budget guard: `actual` on each key; returns each key's spent."""
-        return self.settle_each(reservation_id, keys, (actual,) * len(keys), ttls)
+        """`settle_now` for the budget guard: `actual` on each key; returns each key's spent.
+        Its own hold's counters are settled in one pass over the objects it reserved on (the
+        path every budgeted call takes, kept flat)."""
+        now = self._clock()
+        if (self._due and self._due[0][0] <= now) or (
+            self._expiry and self._expiry[0][0] <= now
+        ):
+            self._tidy(now)
+        entry = self._open.get(reservation_id)
+        if entry is None or entry[1] != keys:
+            return self.settle_each(reservation_id, keys, (actual,) * len(keys), ttls)
+        del self._open[reservation_id]
+        spent: list[int] = []
+        for counter, amount, ttl in zip(entry[3], entry[2], ttls, strict=True):
+            counter.reserved -= amount
+            counter.spent += actual
+            until = now + ttl
+            if until > counter.expires_at:
+                counter.expires_at = until
+            spent.append(counter.spent)
+        self._compact_due()
+        return spent
 
     def settle_each(
         self,
@@ -181,8 +196,17 @@ class MemoryCounters:
         """`settle_same` with an amount per key."""
         now = self._clock()
         self._tidy(now)
-        self._release(reservation_id)
-        return [c.spent for c in self._count(keys, actual, ttls, now)]
+        entry = self._release(reservation_id)
+        if entry is None or entry[1] != keys:
+            return [c.spent for c in self._count(keys, actual, ttls, now)]
+        spent: list[int] = []
+        for counter, amount, ttl in zip(entry[3], actual, ttls, strict=True):
+            counter.spent += amount
+            until = now + ttl
+            if until > counter.expires_at:
+                counter.expires_at = until
+            spent.append(counter.spent)
+        return spent
 
     def level_now(self, key: str) -> Level:
         counter = self._counters.get(key)
@@ -193,55 +217,59 @@ class MemoryCounters:
     def _reserve(
         self,
         reservation_id: str,
-        keys: Sequence[str],
-        amounts: Sequence[int],
+        keys: tuple[str, ...],
+        amounts: tuple[int, ...],
         limits: Sequence[int | None],
         ttls: Sequence[float],
         hold_s: float,
-        held: dict[str, int],
     ) -> int:
         """All or nothing: the index of the first key over its limit, or -1 once every amount
-        is reserved and the reservation (`held`, per key) remembered for `hold_s`."""
+        is reserved and the reservation (its keys and amounts) remembered for `hold_s`."""
         now = self._clock()
-        self._tidy(now)
+        if (self._due and self._due[0][0] <= now) or (
+            self._expiry and self._expiry[0][0] <= now
+        ):
+            self._tidy(now)
         if reservation_id in self._open:
             raise ValueError(f"reservation {reservation_id} is already open")
         counters = self._counters
+        found = [counters.get(key) for key in keys]
         for index, limit in enumerate(limits):
             if limit is not None:
-                counter = counters.get(keys[index])
+                counter = found[index]
                 used = 0 if counter is None else counter.spent + counter.reserved
                 if used + amounts[index] > limit:
                     return index
-        if not held:
+        if not keys:
             return -1
-        for key, amount, ttl in zip(keys, amounts, ttls, strict=True):
+        held: list[_Counter] = []
+        for index, counter in enumerate(found):
+            ttl = ttls[index]
             until = now + (ttl if ttl > hold_s else hold_s)
-            counter = counters.get(key)
             if counter is None:
-                counters[key] = _Counter(0, amount, until)
-                heapq.heappush(self._expiry, (until, key))
+                counter = counters[keys[index]] = _Counter(0, amounts[index], until)
+                heapq.heappush(self._expiry, (until, keys[index]))
             else:
-                counter.reserved += amount
+                counter.reserved += amounts[index]
                 if until > counter.expires_at:
                     counter.expires_at = until
+            held.append(counter)
         expires_at = now + hold_s
-        self._open[reservation_id] = (expires_at, held)
+        self._open[reservation_id] = (expires_at, keys, amounts, held)
         heapq.heappush(self._due, (expires_at, reservation_id))
         return -1
 
-    def _release(self, reservation_id: str) -> Mapping[str, int]:
-        """What the reservation still held, taken off `reserved` (nothing if already gone)."""
+    def _release(self, reservation_id: str) -> _Open | None:
+        """Take what the reservation still held off `reserved` (nothing if it was already
+        settled or reclaimed). Its counters are the very objects it reserved on: a counter
+        holding money is never dropped, so no lookup is needed."""
         entry = self._open.pop(reservation_id, None)
         if entry is None:
-            return _NOTHING
-        counters = self._counters
-        for key, amount in entry[1].items():
-            counter = counters.get(key)
-            if counter is not None:
-                counter.reserved -= amount
+            return None
+        for counter, amount in zip(entry[3], entry[2], strict=True):
+            counter.reserved -= amount
         self._compact_due()
-        return entry[1]
+        return entry
 
     def _count(
         self, keys: Sequence[str], amounts: Sequence[int], ttls: Sequence[float], now: float
@@ -302,17 +330,14 @@ class MemoryCounters:
         reclaimed = 0
         due = self._due
         if due and due[0][0] <= now:
-            counters = self._counters
             while due and due[0][0] <= now:
                 expires_at, reservation_id = heapq.heappop(due)
                 entry = self._open.get(reservation_id)
                 if entry is None or entry[0] != expires_at:
                     continue  # settled already (or reopened with a later hold)
                 del self._open[reservation_id]
-                for key, amount in entry[1].items():
-                    counter = counters.get(key)
-                    if counter is not None:
-                        counter.reserved -= amount
+                for held, amount in zip(entry[3], entry[2], strict=True):
+                    held.reserved -= amount
                 reclaimed += 1
         expiry = self._expiry
         if expiry and expiry[0][0] <= now:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from itertools import pairwise
 from typing import Literal
@@ -48,6 +48,10 @@ class Price:
     per_audio_second: int | None
     effective_from: datetime
     source: PriceSource
+    # The largest rate any prompt token and any output token may be billed at, for the worst
+    # case a budget reserves (worked out once: it is needed on every budgeted call).
+    top_input_rate: int = field(init=False, repr=False, compare=False)
+    top_output_rate: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # A negative rate would turn spend into credit, and a naive moment cannot be ordered
@@ -59,6 +63,9 @@ class Price:
         if self.effective_from.tzinfo is None:
             raise ValueError(f"effective_from must be timezone-aware: {self.effective_from!r}")
         object.__setattr__(self, "effective_from", self.effective_from.astimezone(UTC))
+        top_input = max(self.input, self.cached_input_rate(), self.cache_write_rate())
+        object.__setattr__(self, "top_input_rate", top_input)
+        object.__setattr__(self, "top_output_rate", max(self.output, self.reasoning_rate()))
 
     def cached_input_rate(self) -> int:
         """The rate of cache reads: `cached_input`, or the input rate where none is listed."""
@@ -127,6 +134,10 @@ class _Timeline:
         return self._prices[index] if index >= 0 else None
 
 
+_DAWN = datetime.min.replace(tzinfo=UTC)
+_DUSK = datetime.max.replace(tzinfo=UTC)
+
+
 class PriceBook:
     """The prices in force for an organization: its overrides over the shipped catalog.
 
@@ -135,7 +146,15 @@ class PriceBook:
     moment are a `ValueError`, since nothing could say which one applies.
     """
 
-    __slots__ = ("_catalog", "_catalog_prices", "_deployments", "_keys", "_models")
+    __slots__ = (
+        "_catalog",
+        "_catalog_prices",
+        "_deployments",
+        "_keys",
+        "_memo",
+        "_models",
+        "_moments",
+    )
 
     def __init__(self, catalog: Catalog, records: Iterable[PriceRecord] = ()) -> None:
         self._catalog = catalog
@@ -154,6 +173,14 @@ class PriceBook:
                 raise ValueError(f"unknown price target kind: {record.target_kind!r}")
         self._deployments = {name: _Timeline(name, ps) for name, ps in by_deployment.items()}
         self._models = {key: _Timeline(key, ps) for key, ps in by_model.items()}
+        # Every moment a price takes effect: between two of them, every lookup's answer is
+        # fixed, so `price_for` remembers it per (deployment, model) with the span it holds for.
+        self._moments = sorted(
+            {p.effective_from for p in self._catalog_prices.values()}
+            | {p.effective_from for ps in by_deployment.values() for p in ps}
+            | {p.effective_from for ps in by_model.values() for p in ps}
+        )
+        self._memo: dict[tuple[str, str], tuple[Price | None, datetime, datetime]] = {}
 
     def _model_key(self, model: str) -> str:
         """The catalog id for a model the catalog knows (any spelling), else the name folded.
@@ -179,6 +206,19 @@ class PriceBook:
         """
         if at.tzinfo is None:
             raise ValueError(f"the moment of a call must be timezone-aware: {at!r}")
+        known = self._memo.get((deployment, model))
+        if known is not None and known[1] <= at < known[2]:
+            return known[0]
+        price = self._lookup(deployment, model, at)
+        index = bisect_right(self._moments, at)
+        start = self._moments[index - 1] if index > 0 else _DAWN
+        end = self._moments[index] if index < len(self._moments) else _DUSK
+        if len(self._memo) >= MEMO_LIMIT:
+            self._memo.clear()
+        self._memo[(deployment, model)] = (price, start, end)
+        return price
+
+    def _lookup(self, deployment: str, model: str, at: datetime) -> Price | None:
         timeline = self._deployments.get(deployment)
         if timeline is not None:
             found = timeline.at(at)

@@ -121,7 +121,7 @@ class RateLimitIndex:
         """The caps a call by `caller` to `model` (as asked: an alias or a model) touches."""
         if not self.by_target:
             return ()
-        memo_key = (caller.scope, caller.key_id, model)
+        memo_key = (caller.key_id or caller.scope, model)
         found = self._memo.get(memo_key)
         if found is None:
             found = self._find(caller, model)
