@@ -167,9 +167,7 @@ class MemoryCounters:
         Its own hold's counters are settled in one pass over the objects it reserved on (the
         path every budgeted call takes, kept flat)."""
         now = self._clock()
-        if (self._due and self._due[0][0] <= now) or (
-            self._expiry and self._expiry[0][0] <= now
-        ):
+        if (self._due and self._due[0][0] <= now) or (self._expiry and self._expiry[0][0] <= now):
             self._tidy(now)
         entry = self._open.get(reservation_id)
         if entry is None or entry[1] != keys:
@@ -226,9 +224,7 @@ class MemoryCounters:
         """All or nothing: the index of the first key over its limit, or -1 once every amount
         is reserved and the reservation (its keys and amounts) remembered for `hold_s`."""
         now = self._clock()
-        if (self._due and self._due[0][0] <= now) or (
-            self._expiry and self._expiry[0][0] <= now
-        ):
+        if (self._due and self._due[0][0] <= now) or (self._expiry and self._expiry[0][0] <= now):
             self._tidy(now)
         if reservation_id in self._open:
             raise ValueError(f"reservation {reservation_id} is already open")
