@@ -10,7 +10,7 @@ import typer
 
 from capstan.cli.client import control_client
 from capstan.cli.output import CliError, print_json, print_listing
-from capstan.cli.resources import JsonFlag, create, delete, item_path
+from capstan.cli.resources import JsonFlag, create, delete, item_path, show
 from capstan.clock import as_utc
 
 budgets = typer.Typer(
@@ -113,13 +113,7 @@ def show_budget(
     ref: Annotated[str, typer.Argument(metavar="NAME|ID")], json: JsonFlag = False
 ) -> None:
     """Every field of one budget."""
-    with control_client() as client:
-        row = client.request("GET", item_path("/budgets", ref))
-    if json:
-        print_json(row)
-        return
-    for key, value in _budget_row(row).items():
-        typer.echo(f"{key + ':':<15} {'-' if value is None else value}")
+    show("/budgets", ref, json, _budget_row)
 
 
 @budgets.command("delete")

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from capstan.cli.client import control_client
-from capstan.cli.output import print_json, print_listing
-from capstan.cli.resources import JsonFlag, create, delete, item_path
+from capstan.cli.output import print_listing
+from capstan.cli.resources import JsonFlag, create, delete, item_path, show
 
 app = typer.Typer(
     help="Rate limits: requests, tokens and USD per minute or day per key, project, team, "
@@ -73,15 +73,10 @@ def list_rate_limits(json: JsonFlag = False) -> None:
 def show_rate_limit(
     ref: Annotated[str, typer.Argument(metavar="NAME|ID")], json: JsonFlag = False
 ) -> None:
-    """Every field of one rate limit."""
-    with control_client() as client:
-        row = client.request("GET", item_path("/rate-limits", ref))
-    if json:
-        print_json(row)
-        return
-    for key, value in _row(row).items():
-        if key != "window":
-            typer.echo(f"{key + ':':<15} {'-' if value is None else value}")
+    """Every field of one rate limit, what the current window holds in `used`."""
+    show(
+        "/rate-limits", ref, json, lambda row: {k: v for k, v in _row(row).items() if k != "window"}
+    )
 
 
 @app.command("delete")

@@ -3,6 +3,7 @@ that list every page, create, and delete a resource through the control API."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -48,3 +49,19 @@ def delete(path: str, label: str, name: str) -> None:
     with control_client() as client:
         client.request("DELETE", path)
     typer.echo(f"deleted {label} {name}")
+
+
+def show(
+    collection: str,
+    ref: str,
+    as_json: bool,
+    shown: Callable[[dict[str, Any]], dict[str, Any]] = lambda row: row,
+) -> None:
+    """One item: JSON, or a `field: value` line per field of `shown(row)`."""
+    with control_client() as client:
+        row = client.request("GET", item_path(collection, ref))
+    if as_json:
+        print_json(row)
+        return
+    for key, value in shown(row).items():
+        typer.echo(f"{key + ':':<15} {'-' if value is None else value}")
