@@ -143,6 +143,11 @@ def test_an_unknown_model_is_a_not_found_error(openai_client: openai.OpenAI) -> 
         ({"model": OPENAI, "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
         ({**hello(), "stream": "yes"}, "stream"),
         ({**hello(), "max_tokens": 0}, "max_tokens"),
+        ({**hello(), "max_tokens": True}, "max_tokens"),
+        ({**hello(), "n": 1.5}, "n"),
+        ({**hello(), "temperature": "hot"}, "temperature"),
+        ({**hello(), "stream_options": []}, "stream_options"),
+        ({**hello(), "tools": {}}, "tools"),
     ],
 )
 def test_bad_input_is_a_400_in_openai_shape_naming_the_field(
