@@ -61,12 +61,28 @@ class BudgetAlerts:
         self.pauses = pauses
         self.webhook_url = webhook_url
         self._tasks: set[asyncio.Task[None]] = set()
+        # The alerts raised last: each batch waits for the one before, so thresholds are
+        # recorded, and posted, in the order they were crossed (50 % before 80 %).
+        self._last: asyncio.Task[None] | None = None
 
     def raise_(self, crossings: list[Crossing], at: datetime, http: aiohttp.ClientSession) -> None:
         """Called on the event loop by the settlement that crossed the thresholds."""
-        task = asyncio.get_running_loop().create_task(self._handle(crossings, at, http))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._after(self._last, crossings, at, http))
+        self._last = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _after(
+        self,
+        previous: asyncio.Task[None] | None,
+        crossings: list[Crossing],
+        at: datetime,
+        http: aiohttp.ClientSession,
+    ) -> None:
+        if previous is not None and not previous.done():
+            await asyncio.wait({previous})  # whatever became of it
+        await self._handle(crossings, at, http)
 
     async def drain(self) -> None:
         if self._tasks:
