@@ -13,7 +13,8 @@ import openai
 import pytest
 
 from capstan.finops.counted_usage import counted_usage, reply_text
-from capstan.finops.tokens import count_text_tokens, count_tokens, preload, ready
+from capstan.finops.encodings import preload, ready
+from capstan.finops.tokens import count_text_tokens, count_tokens
 from tests.finops.test_budget_enforcement import DEPLOYMENT, create_budget, priced
 from tests.gateway.setup import GatewayUnderTest, request_event, start_gateway
 

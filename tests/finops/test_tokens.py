@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from capstan.finops import tokens
+from capstan.finops import encodings
 from capstan.finops.tokens import count_text_tokens, count_tokens, encoding_name
 
 CL100K = "gpt-4"
@@ -326,15 +326,15 @@ def test_odd_bodies_never_raise() -> None:
 
 
 def test_encodings_load_once() -> None:
-    tokens.preload()
-    first = tokens._encoding("o200k_base")
+    encodings.preload()
+    first = encodings.get_encoding("o200k_base")
     assert first is not None
-    assert tokens._encoding("o200k_base") is first
-    assert tokens._encoding("no_such_encoding") is None
+    assert encodings.get_encoding("o200k_base") is first
+    assert encodings.get_encoding("no_such_encoding") is None
 
 
 def test_without_tiktoken_counts_are_none(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tokens, "_loaded", {})
+    monkeypatch.setattr(encodings, "_loaded", {})
     monkeypatch.setitem(sys.modules, "tiktoken", None)  # import raises ImportError
     assert count_text_tokens(O200K, "hello world") is None
     assert count_tokens(O200K, {"messages": []}) is None
@@ -343,28 +343,28 @@ def test_without_tiktoken_counts_are_none(monkeypatch: pytest.MonkeyPatch) -> No
 def test_without_the_vocabulary_counts_are_none(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(tokens, "_loaded", {})
-    monkeypatch.setattr(tokens, "_CARRIER", "capstan_no_such_package")
+    monkeypatch.setattr(encodings, "_loaded", {})
+    monkeypatch.setattr(encodings, "_CARRIER", "capstan_no_such_package")
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     assert count_text_tokens(CL100K, "hello world") is None
 
 
 def test_a_seeded_tiktoken_cache_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(tokens, "_loaded", {})
-    monkeypatch.setattr(tokens, "_CARRIER", "capstan_no_such_package")
+    monkeypatch.setattr(encodings, "_loaded", {})
+    monkeypatch.setattr(encodings, "_CARRIER", "capstan_no_such_package")
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     _cache_file(tmp_path, "cl100k_base").write_bytes(_published("cl100k_base"))
     assert count_text_tokens(CL100K, "hello world") == 2
 
 
 def test_a_tampered_copy_is_ignored(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(tokens, "_loaded", {})
+    monkeypatch.setattr(encodings, "_loaded", {})
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     tampered = _published("cl100k_base").replace(b" 0\n", b" 1\n", 1)
     _cache_file(tmp_path, "cl100k_base").write_bytes(tampered)
     assert count_text_tokens(CL100K, "hello world") == 2  # from the shipped copy instead
-    monkeypatch.setattr(tokens, "_loaded", {})
-    monkeypatch.setattr(tokens, "_CARRIER", "capstan_no_such_package")
+    monkeypatch.setattr(encodings, "_loaded", {})
+    monkeypatch.setattr(encodings, "_CARRIER", "capstan_no_such_package")
     assert count_text_tokens(CL100K, "hello world") is None
 
 

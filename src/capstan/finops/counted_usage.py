@@ -15,13 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from capstan.finops.costing import Usage
-from capstan.finops.tokens import (
-    count_text_tokens,
-    count_tokens,
-    encoding_name,
-    load_in_background,
-    ready,
-)
+from capstan.finops.encodings import load_in_background, ready
+from capstan.finops.tokens import count_text_tokens, count_tokens, encoding_name
 
 # Families whose billed output includes reasoning the client never sees.
 _REASONING = ("o1", "o3", "o4", "gpt-5", "gpt-oss")

