@@ -143,6 +143,15 @@ def test_demo_seeds_teams_projects_and_people(tmp_path: Path) -> None:
     assert "ana.ruiz@example.com" in {u["email"] for u in users}
 
 
+def test_demo_seeds_a_budget_and_a_rate_limit(tmp_path: Path) -> None:
+    with running_demo(tmp_path) as demo, demo.client() as client:
+        budgets = client.get("/api/v1/budgets").json()
+        limits = client.get("/api/v1/rate-limits").json()
+
+    assert [b["name"] for b in budgets] == ["retail-banking-monthly"]
+    assert [(r["name"], r["requests"]) for r in limits] == [("support-assistant-per-minute", 600)]
+
+
 def test_running_demo_again_in_the_same_home_prints_a_new_key_and_seeds_nothing_twice(
     tmp_path: Path,
 ) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from functools import partial
 
 from capstan.errors import Conflict
+from capstan.finops.budgets import BudgetRequest
+from capstan.finops.ratelimits import RateLimitRequest
 from capstan.identity.api_keys import IssuedKey, KeyRequest
 from capstan.identity.principal import Principal
 from capstan.identity.roles import Role
@@ -26,9 +28,31 @@ PEOPLE = [
     ("chloe.martin@example.com", "Chloe Martin", "clinical-informatics"),
 ]
 
+# FinOps to look at: a department's monthly budget that alerts (it never refuses a demo call),
+# and a project's rate limit, shown by `capstan budgets list` and `capstan ratelimits list`.
+BUDGETS = [
+    BudgetRequest(
+        name="retail-banking-monthly",
+        scope="department:retail-banking",
+        period="monthly",
+        limit_usd="250",
+        action="alert-only",
+    )
+]
+RATE_LIMITS = [
+    RateLimitRequest(
+        name="support-assistant-per-minute",
+        scope="project:support-assistant",
+        period="minute",
+        requests=600,
+        tokens=200_000,
+    )
+]
+
 
 def seed(services: Services, admin: Principal) -> None:
-    """Create the demo organization tree and people; existing entries are left as they are."""
+    """Create the demo organization tree, people, a budget and a rate limit; existing entries
+    are left as they are."""
     directory = services.directory
     for department, teams in TREE.items():
         _tolerate_existing(partial(directory.create_department, admin, department))
@@ -38,6 +62,10 @@ def seed(services: Services, admin: Principal) -> None:
                 _tolerate_existing(partial(directory.create_project, admin, project, team))
     for email, name, team in PEOPLE:
         _tolerate_existing(partial(directory.create_user, admin, email, name, team=team))
+    for budget in BUDGETS:
+        _tolerate_existing(partial(services.budgets.create, admin, budget))
+    for limit in RATE_LIMITS:
+        _tolerate_existing(partial(services.rate_limits.create, admin, limit))
 
 
 def demo_admin_key(services: Services, admin: Principal) -> IssuedKey:
