@@ -163,26 +163,8 @@ class MemoryCounters:
     def settle_same(
         self, reservation_id: str, keys: Sequence[str], actual: int, ttls: Sequence[float]
     ) -> list[int]:
-        """`settle_now` for the budget guard: `actual` on each key; returns each key's spent.
-        Its own hold's counters are settled in one pass over the objects it reserved on (the
-        path every budgeted call takes, kept flat)."""
-        now = self._clock()
-        if (self._due and self._due[0][0] <= now) or (self._expiry and self._expiry[0][0] <= now):
-            self._tidy(now)
-        entry = self._open.get(reservation_id)
-        if entry is None or entry[1] != keys:
-            return self.settle_each(reservation_id, keys, (actual,) * len(keys), ttls)
-        del self._open[reservation_id]
-        spent: list[int] = []
-        for counter, amount, ttl in zip(entry[3], entry[2], ttls, strict=True):
-            counter.reserved -= amount
-            counter.spent += actual
-            until = now + ttl
-            if until > counter.expires_at:
-                counter.expires_at = until
-            spent.append(counter.spent)
-        self._compact_due()
-        return spent
+        """`settle_now` for the budget guard: `actual` on each key; returns each key's spent."""
+        return self.settle_each(reservation_id, keys, (actual,) * len(keys), ttls)
 
     def settle_each(
         self,
@@ -191,9 +173,12 @@ class MemoryCounters:
         actual: Sequence[int],
         ttls: Sequence[float],
     ) -> list[int]:
-        """`settle_same` with an amount per key."""
+        """`settle_same` with an amount per key. The guard's own hold is settled on the very
+        counter objects it reserved on (a counter holding money is never dropped), so the
+        path every budgeted call takes looks nothing up."""
         now = self._clock()
-        self._tidy(now)
+        if (self._due and self._due[0][0] <= now) or (self._expiry and self._expiry[0][0] <= now):
+            self._tidy(now)
         entry = self._release(reservation_id)
         if entry is None or entry[1] != keys:
             return [c.spent for c in self._count(keys, actual, ttls, now)]

@@ -102,16 +102,17 @@ async def _windows(
         return {}
     now = time.time()
     caps = [cap for row in rows for cap in rule_of(row).caps()]
-    keys = [cap.window(now)[0] for cap in caps]
+    windows = [cap.window(now) for cap in caps]
+    keys = [key for key, _, _ in windows]
     try:
         levels: dict[str, Level] = await gateway.counters.levels(keys)
     except CounterStoreUnavailable:
         return {}
     found: dict[uuid.UUID, tuple[dict[str, Usage], str]] = {}
-    for cap, key in zip(caps, keys, strict=True):
+    for cap, (key, _, end) in zip(caps, windows, strict=True):
         level = levels.get(key, Level(0, 0))
         shown = format_usd if cap.metric == "usd" else str
-        usage, _ = found.setdefault(cap.rule.id, ({}, format_reset(cap.window(now)[2] - now)))
+        usage, _ = found.setdefault(cap.rule.id, ({}, format_reset(end - now)))
         usage[cap.metric] = Usage(
             limit=shown(cap.limit), used=shown(level.spent), reserved=shown(level.reserved)
         )
