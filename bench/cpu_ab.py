@@ -45,20 +45,27 @@ def _server_pid(pid: int) -> int:
 def _checkout(rev: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="cpu-ab-") as folder:
         tree = Path(folder) / "tree"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev],
+            check=True,
+            capture_output=True,
+        )
         try:
             yield tree
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                           check=False, capture_output=True)
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                check=False,
+                capture_output=True,
+            )
 
 
 def _measure(target: targets.Target, duration_s: float) -> tuple[float, float]:
     pid = _server_pid(target.pid or 0)
     before = _main_thread_cpu_s(pid)
-    result = loadgen.wrk(target.url, targets.BODY, target.headers, duration_s=duration_s,
-                         connections=16, threads=2)
+    result = loadgen.wrk(
+        target.url, targets.BODY, target.headers, duration_s=duration_s, connections=16, threads=2
+    )
     used = _main_thread_cpu_s(pid) - before
     return result.requests / result.duration_s, used / max(1, result.requests) * 1e6
 
@@ -71,7 +78,8 @@ def run(rev: str, rounds: int, duration_s: float) -> None:
         old_env = dict(home.env, PYTHONPATH=str(base / "src"))
         old = targets.capstan(targets.CapstanHome(old_env, home.key), name="before")
         new = targets.capstan(home, name="after")
-        assert not isinstance(old, targets.Skipped) and not isinstance(new, targets.Skipped)
+        if isinstance(old, targets.Skipped) or isinstance(new, targets.Skipped):
+            raise RuntimeError("Capstan's uvicorn target cannot be skipped")
         started = {
             "floor": stack.enter_context(targets.floor(upstream)()),
             "before": stack.enter_context(old()),
@@ -79,14 +87,16 @@ def run(rev: str, rounds: int, duration_s: float) -> None:
         }
         for target in started.values():
             targets.check(target)
-            loadgen.wrk(target.url, targets.BODY, target.headers, duration_s=3,
-                        connections=16, threads=2)
+            loadgen.wrk(
+                target.url, targets.BODY, target.headers, duration_s=3, connections=16, threads=2
+            )
         seen: dict[str, list[tuple[float, float]]] = {name: [] for name in started}
         for round_ in range(rounds):
             for name, target in started.items():
                 seen[name].append(_measure(target, duration_s))
-            line = "  ".join(f"{n} {r:,.0f}/s {c:.0f}µs" for n, (r, c) in
-                             ((n, s[-1]) for n, s in seen.items()))
+            line = "  ".join(
+                f"{n} {r:,.0f}/s {c:.0f}µs" for n, (r, c) in ((n, s[-1]) for n, s in seen.items())
+            )
             print(f"round {round_ + 1}: {line}", flush=True)
         for name, samples in seen.items():
             rate = statistics.median(r for r, _ in samples)
@@ -94,9 +104,13 @@ def run(rev: str, rounds: int, duration_s: float) -> None:
             print(f"{name:>7}: median {rate:,.0f} req/s, {cpu:.0f} µs main-thread CPU/request")
         ratios = [a[0] / f[0] for a, f in zip(seen["after"], seen["floor"], strict=True)]
         olds = [b[0] / f[0] for b, f in zip(seen["before"], seen["floor"], strict=True)]
-        print(f"after/floor {statistics.median(ratios):.3f}  before/floor {statistics.median(olds):.3f}")
+        after, before = statistics.median(ratios), statistics.median(olds)
+        print(f"after/floor {after:.3f}  before/floor {before:.3f}")
 
 
 if __name__ == "__main__":
-    run(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 5,
-        float(os.environ.get("BENCH_DURATION_S", "8")))
+    run(
+        sys.argv[1],
+        int(sys.argv[2]) if len(sys.argv) > 2 else 5,
+        float(os.environ.get("BENCH_DURATION_S", "8")),
+    )

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 
 from capstan.app import build_server_app
 from capstan.config import Settings
+from capstan.gateway.server_protocol import CoalescingHttpToolsProtocol
 
 
 def free_port() -> int:
@@ -52,6 +53,7 @@ def start_asgi(
         access_log=False,
         ssl_certfile=str(certfile) if certfile else None,
         ssl_keyfile=str(keyfile) if keyfile else None,
+        http=CoalescingHttpToolsProtocol,  # what `capstan serve` runs
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

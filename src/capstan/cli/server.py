@@ -15,6 +15,7 @@ from capstan.cli.output import CliError, console, print_json
 from capstan.config import ENV_PREFIX, Settings, load_settings
 from capstan.demo import demo_admin_key, seed
 from capstan.demo_gateway import configure_demo_gateway, start_simulator
+from capstan.gateway.server_protocol import CoalescingHttpToolsProtocol
 from capstan.services import Services
 
 Host = Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")]
@@ -94,7 +95,7 @@ def _run_server(settings: Settings) -> None:
         # lifespan shutdown flushes the request events (what cannot land stays spooled).
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,  # httptools, the head and body of a response in one write
     )
 
 
