@@ -25,10 +25,17 @@ def _finops(flags: list[str]) -> None:
     finops.run()
 
 
+def _prompts(flags: list[str]) -> None:
+    from bench import prompts
+
+    prompts.run()
+
+
 SUITES: dict[str, Callable[[list[str]], None]] = {
     "core": _core,
     "finops": _finops,
     "gateway": _gateway,
+    "prompts": _prompts,
 }
 
 

@@ -152,6 +152,22 @@ def test_demo_seeds_a_budget_and_a_rate_limit(tmp_path: Path) -> None:
     assert [(r["name"], r["requests"]) for r in limits] == [("support-assistant-per-minute", 600)]
 
 
+def test_demo_serves_its_prompt_through_an_experiment(tmp_path: Path) -> None:
+    with running_demo(tmp_path) as demo, demo.client() as client:
+        experiments = client.get("/api/v1/experiments").json()
+        response = client.post(
+            "/v1/chat/completions",
+            json={
+                "prompt": {"name": "support-reply", "variables": {"product": "a checking account"}},
+                "messages": [{"role": "user", "content": "Are there monthly fees?"}],
+            },
+        )
+
+    assert [(e["name"], e["status"]) for e in experiments] == [("support-reply-shorter", "running")]
+    assert response.status_code == 200, response.text
+    assert response.headers["x-capstan-prompt-version"] in {"1", "2"}
+
+
 def test_running_demo_again_in_the_same_home_prints_a_new_key_and_seeds_nothing_twice(
     tmp_path: Path,
 ) -> None:

@@ -34,8 +34,10 @@ def test_a_scope_knows_its_level() -> None:
     assert ScopePath(ORG, DEPT, TEAM, PROJECT).level is Level.PROJECT
 
 
-def test_a_service_key_may_only_invoke_models() -> None:
-    assert ROLE_PERMISSIONS[Role.SERVICE] == frozenset({Permission.MODELS_INVOKE})
+def test_a_service_key_may_only_invoke_models_read_prompts_and_send_feedback() -> None:
+    assert ROLE_PERMISSIONS[Role.SERVICE] == frozenset(
+        {Permission.MODELS_INVOKE, Permission.PROMPTS_READ, Permission.FEEDBACK_WRITE}
+    )
 
 
 @pytest.mark.parametrize("role", [r for r in Role if r is not Role.ADMIN])

@@ -26,6 +26,9 @@ from capstan.governance.secrets import api as secrets_api
 from capstan.identity import api as identity_api
 from capstan.identity.config_version import ConfigWatcher
 from capstan.identity.principal import Principal
+from capstan.monitor import feedback_api
+from capstan.prompts import api as prompts_api
+from capstan.prompts import experiments_api
 from capstan.services import Services
 from capstan.tuning import freeze_startup_objects, tune_malloc
 
@@ -96,6 +99,9 @@ def build_app(
     api.include_router(reports_api.router)
     api.include_router(ratelimits_api.router)
     api.include_router(recommendations_api.router)
+    api.include_router(prompts_api.router)
+    api.include_router(experiments_api.router)
+    api.include_router(feedback_api.router)
     app.include_router(api)
     app.include_router(health.router)
     if data_plane:

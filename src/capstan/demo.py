@@ -12,6 +12,8 @@ from capstan.finops.ratelimits import RateLimitRequest
 from capstan.identity.api_keys import IssuedKey, KeyRequest
 from capstan.identity.principal import Principal
 from capstan.identity.roles import Role
+from capstan.prompts.documents import parse_document
+from capstan.prompts.experiments import ExperimentRequest
 from capstan.services import Services
 
 TREE = {
@@ -50,9 +52,35 @@ RATE_LIMITS = [
 ]
 
 
+# A prompt to serve by name (`"prompt": {"name": "support-reply", ...}` on chat-default), with
+# two versions split 50/50 by an experiment, sticky per user.
+SUPPORT_REPLY = {
+    "name": "support-reply",
+    "description": "First answer to a customer's question about a banking product.",
+    "project": "support-assistant",
+    "model": "chat-default",
+    "params": {"temperature": 0.2, "max_tokens": 400},
+    "variables": {
+        "product": "string",
+        "tier": {"type": "string", "enum": ["free", "pro"], "default": "free"},
+    },
+}
+SUPPORT_REPLY_VERSIONS = [
+    (
+        "You answer questions about {{ product }} for {{ tier }} customers. Be accurate.",
+        "first version",
+    ),
+    (
+        "You answer questions about {{ product }} for {{ tier }} customers in three sentences "
+        "at most, and say where in the manual the answer is.",
+        "shorter answers that cite the manual",
+    ),
+]
+
+
 def seed(services: Services, admin: Principal) -> None:
-    """Create the demo organization tree, people, a budget and a rate limit; existing entries
-    are left as they are."""
+    """Create the demo organization tree, people, a budget, a rate limit and a prompt with an
+    experiment; existing entries are left as they are."""
     directory = services.directory
     for department, teams in TREE.items():
         _tolerate_existing(partial(directory.create_department, admin, department))
@@ -66,6 +94,24 @@ def seed(services: Services, admin: Principal) -> None:
         _tolerate_existing(partial(services.budgets.create, admin, budget))
     for limit in RATE_LIMITS:
         _tolerate_existing(partial(services.rate_limits.create, admin, limit))
+    _seed_prompts(services, admin)
+
+
+def _seed_prompts(services: Services, admin: Principal) -> None:
+    for system, message in SUPPORT_REPLY_VERSIONS:
+        document = {**SUPPORT_REPLY, "messages": [{"role": "system", "content": system}]}
+        services.prompts.push(admin, parse_document(document), message)
+    view = services.prompts.view(admin, "support-reply")
+    if "production" not in view.labels:
+        services.prompts.move_label(admin, "support-reply", "production", 1)
+    experiment = ExperimentRequest(
+        name="support-reply-shorter",
+        prompt="support-reply",
+        variants=[(1, 50), (2, 50)],
+        sticky_by="user",
+        min_samples=50,
+    )
+    _tolerate_existing(partial(services.experiments.start, admin, experiment))
 
 
 def demo_admin_key(services: Services, admin: Principal) -> IssuedKey:

@@ -22,6 +22,9 @@ from capstan.identity.authenticator import Authenticator
 from capstan.identity.changes import ChangeRecorder
 from capstan.identity.config_version import ConfigVersions
 from capstan.identity.directory import Directory
+from capstan.monitor.feedback import FeedbackLog
+from capstan.prompts.experiments import Experiments
+from capstan.prompts.service import Prompts
 from capstan.store import Store, create_store
 
 
@@ -41,6 +44,9 @@ class Services:
     prices: PriceOverrides
     pauses: Pauses
     rate_limits: RateLimits
+    prompts: Prompts
+    experiments: Experiments
+    feedback: FeedbackLog
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -50,6 +56,7 @@ class Services:
         changes = ChangeRecorder(audit, versions)
         directory = Directory(store, changes)
         vault = SecretVault(store, changes, MasterKeyring.load(settings))
+        prompts = Prompts(store, directory, changes)
         return cls(
             settings=settings,
             store=store,
@@ -65,6 +72,9 @@ class Services:
             prices=PriceOverrides(store, changes),
             pauses=Pauses(store, directory, changes),
             rate_limits=RateLimits(store, directory, changes),
+            prompts=prompts,
+            experiments=Experiments(store, prompts, changes),
+            feedback=FeedbackLog(store),
         )
 
     def close(self) -> None:

@@ -59,17 +59,27 @@ def project_create(
     log_payloads: Annotated[
         bool, typer.Option(help="Record request payloads (off by default).")
     ] = False,
+    prompt_approval: Annotated[
+        bool,
+        typer.Option(help="Moving the production label of its prompts needs an approver."),
+    ] = False,
     json: JsonFlag = False,
 ) -> None:
     """Create a project in a team."""
-    create("/projects", {"name": name, "team": team, "log_payloads": log_payloads}, json, "project")
+    body = {
+        "name": name,
+        "team": team,
+        "log_payloads": log_payloads,
+        "prompt_approval": prompt_approval,
+    }
+    create("/projects", body, json, "project")
 
 
 @projects.command("list")
 def project_list(json: JsonFlag = False, limit: Limit = 100) -> None:
     """List projects."""
     rows = all_pages("/projects", limit)
-    columns = ["id", "name", "team_id", "log_payloads", "created_at"]
+    columns = ["id", "name", "team_id", "log_payloads", "prompt_approval", "created_at"]
     print_listing(rows, columns, as_json=json, title="Projects")
 
 

@@ -78,6 +78,9 @@ class RequestEventOut(BaseModel):
     latency_ms: float
     ttft_ms: float | None
     tags: dict[str, Any]
+    prompt_name: str | None = None
+    prompt_version: int | None = None
+    experiment_id: uuid.UUID | None = None
     payload: dict[str, Any] | None
 
 
@@ -113,6 +116,9 @@ def list_requests(
     until: datetime | None = None,
     stream: bool | None = None,
     tag: Annotated[list[str] | None, Query(max_length=20)] = None,
+    prompt: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    prompt_version: Annotated[int | None, Query(ge=1)] = None,
+    experiment_id: Id = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> Any:
@@ -133,6 +139,9 @@ def list_requests(
         until=until,
         stream=stream,
         tags=tuple(parse_tag(t) for t in tag or ()),
+        prompt_name=prompt,
+        prompt_version=prompt_version,
+        experiment_id=experiment_id,
     )
     after = EventCursor.decode(cursor) if cursor is not None else None
     with svc.store.read() as session:

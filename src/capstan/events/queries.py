@@ -57,6 +57,9 @@ class EventFilters:
     until: datetime | None = None
     stream: bool | None = None
     tags: tuple[tuple[str, str], ...] = ()
+    prompt_name: str | None = None
+    prompt_version: int | None = None
+    experiment_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,9 @@ def _conditions(filters: EventFilters) -> list[ColumnElement[bool]]:
         (e.status, filters.status),
         (e.error_type, filters.error_type),
         (e.stream, filters.stream),
+        (e.prompt_name, filters.prompt_name),
+        (e.prompt_version, filters.prompt_version),
+        (e.experiment_id, filters.experiment_id),
     ]
     conditions: list[ColumnElement[bool]] = [
         column == value for column, value in equal if value is not None

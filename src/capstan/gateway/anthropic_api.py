@@ -38,6 +38,7 @@ from capstan.gateway.errors import GatewayError
 from capstan.gateway.providers import anthropic as anthropic_wire
 from capstan.gateway.recording import CallRecord
 from capstan.gateway.runtime import Gateway
+from capstan.prompts.serving import apply_anthropic
 
 Event = tuple[str, dict[str, Any]]
 NATIVE_KIND = "anthropic"
@@ -55,7 +56,7 @@ def _stop(body: dict[str, Any]) -> list[str] | None:
 
 
 async def create_message(request: Request, record: CallRecord) -> Response:
-    admitted = await admit(request, record, validation.messages_request)
+    admitted = await admit(request, record, validation.messages_request, prompts=apply_anthropic)
     gateway, body, model = admitted.gateway, admitted.body, admitted.model
     beta = request.headers.get("anthropic-beta")
     # Translated once, and only when some candidate is not an Anthropic upstream.
@@ -139,7 +140,9 @@ async def _translated_stream(
 async def count_tokens(request: Request, record: CallRecord) -> Response:
     """Anthropic upstreams count exactly; for others the count is an estimate (characters / 4),
     said so in `x-capstan-estimated: true`."""
-    admitted = await admit(request, record, validation.count_tokens_request, budgeted=False)
+    admitted = await admit(
+        request, record, validation.count_tokens_request, budgeted=False, prompts=apply_anthropic
+    )
     gateway, body, targets = admitted.gateway, admitted.body, admitted.targets
     headers = {"x-capstan-request-id": record.id}
     native = next((d for d in targets if d.kind == NATIVE_KIND), None)

@@ -26,6 +26,8 @@ from capstan.gateway.recording import CLIENT_CLOSED, CallRecord, parse_tags
 from capstan.identity.principal import Principal
 from capstan.identity.roles import Permission
 from capstan.ids import new_id_text
+from capstan.prompts.serving import PROMPT_HEADER, Apply, use_prompt
+from capstan.prompts.serving import VERSION_HEADER as PROMPT_VERSION_HEADER
 from capstan.services import Services
 
 if TYPE_CHECKING:
@@ -149,14 +151,20 @@ async def admit(
     validate: Callable[[dict[str, Any]], str],
     *,
     budgeted: bool = True,
+    prompts: Apply | None = None,
 ) -> Admitted:
-    """Authenticate, read and validate the body (`validate` returns the model asked for), and
+    """Authenticate, read the body, render the managed prompt it names (`prompts` puts it into
+    the route's request shape), validate it (`validate` returns the model asked for), and
     resolve the model to the deployments to try, in order, under the request's deadline; a
     `budgeted` call (any that may cost money) first holds its worst case on its budgets."""
     gateway = gateway_of(request)
     principal = await authenticate(gateway.services, request)
     record.principal = principal
     body, size = await read_json_body(request, gateway.settings.max_body_bytes)
+    if prompts is not None:
+        header = request.headers.get(PROMPT_HEADER)
+        if header is not None or "prompt" in body:
+            await use_prompt(gateway, body, header, request.headers, principal, record, prompts)
     model = validate(body)
     record.prompt_fingerprint = prompt_fingerprint(body, size)
     record.model = model
@@ -283,6 +291,8 @@ def served_headers(record: CallRecord, served: Served) -> dict[str, str]:
     }
     if record.downgraded_to is not None:
         headers[DOWNGRADE_HEADER] = record.downgraded_to
+    if record.prompt_version is not None:
+        headers[PROMPT_VERSION_HEADER] = str(record.prompt_version)
     hold = record.hold
     if hold is not None and hold.headers:
         headers.update(hold.headers)

@@ -31,6 +31,7 @@ from capstan.gateway.edge import (
 from capstan.gateway.errors import GatewayError
 from capstan.gateway.providers.base import WireJSON
 from capstan.gateway.recording import CallRecord
+from capstan.prompts.serving import apply_openai
 
 
 def openai_endpoint(route: str, handler: Handler) -> Endpoint:
@@ -38,7 +39,7 @@ def openai_endpoint(route: str, handler: Handler) -> Endpoint:
 
 
 async def chat_completions(request: Request, record: CallRecord) -> Response:
-    admitted = await admit(request, record, validation.chat_request)
+    admitted = await admit(request, record, validation.chat_request, prompts=apply_openai)
     gateway, body = admitted.gateway, admitted.body
     if body.get("stream"):
         return await _stream_chat(admitted, record)

@@ -64,6 +64,7 @@ class CallRecord:
         "downgraded_to",
         "error_message",
         "error_type",
+        "experiment_id",
         "first_byte_at",
         "hold",
         "id",
@@ -71,7 +72,9 @@ class CallRecord:
         "org_id",
         "principal",
         "prompt_fingerprint",
+        "prompt_name",
         "prompt_tokens",
+        "prompt_version",
         "provider",
         "reasoning_tokens",
         "request_body",
@@ -114,6 +117,10 @@ class CallRecord:
         self.first_byte_at: float | None = None
         self.tags: dict[str, str] = {}
         self.prompt_fingerprint: str | None = None
+        # The managed prompt rendered into the request, and the experiment that chose it.
+        self.prompt_name: str | None = None
+        self.prompt_version: int | None = None
+        self.experiment_id: uuid.UUID | None = None
         self.request_body: Any = None
         self.response_body: Any = None
         self.response_text: list[str] = []
@@ -231,6 +238,9 @@ class CallRecord:
             "cache_write_tokens": self.cache_write_tokens,
             "reasoning_tokens": self.reasoning_tokens,
             "prompt_fingerprint": self.prompt_fingerprint,
+            "prompt_name": self.prompt_name,
+            "prompt_version": self.prompt_version,
+            "experiment_id": self.experiment_id,
             "cost_micros": cost.total if cost is not None else None,
             "cost_input_micros": cost.input + cost.other if cost is not None else None,
             "cost_cache_read_micros": cost.cache_read if cost is not None else None,

@@ -34,6 +34,7 @@ from capstan.gateway.providers.base import Provider
 from capstan.gateway.providers.registry import provider_for
 from capstan.gateway.recording import CallRecord
 from capstan.gateway.routing import LatencyTracker, candidates, static_order
+from capstan.prompts.snapshot import VersionCache
 from capstan.services import Services
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,8 @@ class Gateway:
         # Candidate lists of the names whose order never changes, for the current table.
         self._memo: dict[str, list[Deployment]] = {}
         self._memo_table: RoutingTable | None = None
+        # Compiled prompt versions, kept across snapshots (a version never changes).
+        self.prompt_versions = VersionCache()
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -263,7 +266,10 @@ class Gateway:
             wanted = self._wanted
             try:
                 table = await asyncio.to_thread(
-                    load_routing_table, self.services.store, self.services.vault
+                    load_routing_table,
+                    self.services.store,
+                    self.services.vault,
+                    prompt_cache=self.prompt_versions,
                 )
             except Exception as exc:  # keep serving the previous snapshot
                 if self._table is None:

@@ -48,6 +48,10 @@ class ProjectIn(Body):
     name: str = NAME
     team: str = Field(min_length=1, max_length=100, description="Team name or id.")
     log_payloads: bool = False
+    prompt_approval: bool = Field(
+        default=False,
+        description="moving the `production` label of this project's prompts needs an approver",
+    )
 
 
 class DepartmentOut(View):
@@ -63,6 +67,7 @@ class TeamOut(DepartmentOut):
 class ProjectOut(TeamOut):
     team_id: uuid.UUID
     log_payloads: bool
+    prompt_approval: bool
 
 
 class UserIn(Body):
@@ -114,7 +119,13 @@ def list_teams(svc: Svc, who: OrgReader, paging: Paging) -> Any:
 
 @router.post("/projects", status_code=201, response_model=ProjectOut, tags=["organization"])
 def create_project(body: ProjectIn, svc: Svc, who: OrgWriter) -> Any:
-    return svc.directory.create_project(who, body.name, body.team, log_payloads=body.log_payloads)
+    return svc.directory.create_project(
+        who,
+        body.name,
+        body.team,
+        log_payloads=body.log_payloads,
+        prompt_approval=body.prompt_approval,
+    )
 
 
 @router.get("/projects", response_model=Page[ProjectOut], tags=["organization"])

@@ -80,7 +80,13 @@ class Directory:
         return row
 
     def create_project(
-        self, principal: Principal, name: str, team: str, *, log_payloads: bool = False
+        self,
+        principal: Principal,
+        name: str,
+        team: str,
+        *,
+        log_payloads: bool = False,
+        prompt_approval: bool = False,
     ) -> Project:
         principal.require(Permission.ORG_WRITE)
         with self.store.write() as session:
@@ -93,6 +99,7 @@ class Directory:
                 team_id=parent.id,
                 name=name,
                 log_payloads=log_payloads,
+                prompt_approval=prompt_approval,
             )
             session.add(row)
             self._commit_new(session, principal, "project.create", row)

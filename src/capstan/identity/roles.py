@@ -40,9 +40,21 @@ class Permission(StrEnum):
     SPEND_READ = "spend:read"
     BUDGETS_WRITE = "budgets:write"
     PRICES_WRITE = "prices:write"
+    # Prompts: read by everyone who calls models (the client helper fetches them with a
+    # service key), written by developers and admins. Moving a `production` label whose project
+    # asks for approval needs APPROVE instead: the approver signs off what goes live.
+    PROMPTS_READ = "prompts:read"
+    PROMPTS_WRITE = "prompts:write"
+    # Scores and labels for what a call or a prediction produced (users' thumbs, ground truth).
+    FEEDBACK_WRITE = "feedback:write"
 
 
-_READ_ORG = {Permission.ORG_READ, Permission.MODELS_INVOKE, Permission.GATEWAY_READ}
+_READ_ORG = {
+    Permission.ORG_READ,
+    Permission.MODELS_INVOKE,
+    Permission.GATEWAY_READ,
+    Permission.PROMPTS_READ,
+}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(
@@ -59,10 +71,20 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.SPEND_READ,
             Permission.BUDGETS_WRITE,
             Permission.PRICES_WRITE,
+            Permission.PROMPTS_WRITE,
+            Permission.FEEDBACK_WRITE,
         }
     ),
     Role.APPROVER: frozenset({*_READ_ORG, Permission.APPROVE}),
-    Role.DEVELOPER: frozenset({*_READ_ORG, Permission.SECRETS_READ, Permission.GATEWAY_WRITE}),
+    Role.DEVELOPER: frozenset(
+        {
+            *_READ_ORG,
+            Permission.SECRETS_READ,
+            Permission.GATEWAY_WRITE,
+            Permission.PROMPTS_WRITE,
+            Permission.FEEDBACK_WRITE,
+        }
+    ),
     Role.ANALYST: frozenset(
         {
             *_READ_ORG,
@@ -72,7 +94,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.SPEND_READ,
         }
     ),
-    Role.SERVICE: frozenset({Permission.MODELS_INVOKE}),
+    Role.SERVICE: frozenset(
+        {Permission.MODELS_INVOKE, Permission.PROMPTS_READ, Permission.FEEDBACK_WRITE}
+    ),
 }
 
 

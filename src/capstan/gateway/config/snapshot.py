@@ -36,6 +36,7 @@ from capstan.gateway.config.specs import SECRET_OPTIONS
 from capstan.gateway.providers.base import Upstream
 from capstan.governance.secrets.vault import SecretVault
 from capstan.identity.directory import installation_organization
+from capstan.prompts.snapshot import PromptIndex, VersionCache, load_prompt_index
 from capstan.store.engine import Store
 from capstan.store.schema import (
     ConfigState,
@@ -100,6 +101,8 @@ class RoutingTable:
     # Keys, projects, teams and departments paused by hand, by (kind, id).
     paused: PausedScopes = field(default_factory=dict)
     rate_limits: RateLimitIndex = field(default_factory=lambda: RateLimitIndex.of(()))
+    # Managed prompts: labels, running experiments and the versions they name, compiled.
+    prompts: PromptIndex = field(default_factory=PromptIndex)
 
     def resolve(self, name: str) -> Alias | Deployment | None:
         return self.aliases.get(name) or self.deployments.get(name)
@@ -111,6 +114,7 @@ def load_routing_table(
     environ: Mapping[str, str] = os.environ,
     *,
     catalog: Catalog | None = None,
+    prompt_cache: VersionCache | None = None,
 ) -> RoutingTable:
     """Read and resolve the configuration of the installation's organization."""
     catalog = catalog if catalog is not None else default_catalog()
@@ -137,6 +141,7 @@ def load_routing_table(
         budgets = BudgetIndex.of(load_rules(session, org_id))
         paused = load_paused(session, org_id)
         rate_limits = RateLimitIndex.of(load_rate_limits(session, org_id))
+        prompts = load_prompt_index(session, org_id, prompt_cache)
     resolved = {p.id: _Provider(p, resolver) for p in providers}
     table = {
         d.name: _deployment(d, resolved[d.provider_id], resolver, catalog)
@@ -156,6 +161,7 @@ def load_routing_table(
         budgets,
         MappingProxyType(paused),
         rate_limits,
+        prompts,
     )
 
 

@@ -14,6 +14,14 @@ from capstan.store.schema.identity import (
     Team,
     User,
 )
+from capstan.store.schema.prompts import (
+    Feedback,
+    Prompt,
+    PromptExperiment,
+    PromptLabel,
+    PromptLabelMove,
+    PromptVersion,
+)
 from capstan.store.schema.secrets import StoredSecret
 
 __all__ = [
@@ -24,6 +32,7 @@ __all__ = [
     "BudgetAlert",
     "ConfigState",
     "Department",
+    "Feedback",
     "GatewayAlias",
     "GatewayDeployment",
     "GatewayProvider",
@@ -31,6 +40,11 @@ __all__ = [
     "Pause",
     "PriceOverride",
     "Project",
+    "Prompt",
+    "PromptExperiment",
+    "PromptLabel",
+    "PromptLabelMove",
+    "PromptVersion",
     "RateLimit",
     "RequestEvent",
     "StoredSecret",

@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Uuid
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from capstan.store.schema.base import Base
@@ -31,6 +31,13 @@ class RequestEvent(Base):
         Index("ix_request_events_org_time", "org_id", "created_at"),
         Index("ix_request_events_project_time", "project_id", "created_at"),
         Index("ix_request_events_key_time", "key_id", "created_at"),
+        # Only the events an experiment chose a prompt version for: its status reads them.
+        Index(
+            "ix_request_events_experiment",
+            "experiment_id",
+            sqlite_where=text("experiment_id IS NOT NULL"),
+            postgresql_where=text("experiment_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -79,5 +86,10 @@ class RequestEvent(Base):
     # A hash of the request's leading instructions and first message (never the text): calls
     # sharing it repeat a prompt prefix, which is what provider prompt caching rewards.
     prompt_fingerprint: Mapped[str | None] = mapped_column(String(32))
+    # The managed prompt the gateway rendered into the request, and its version; the
+    # experiment that chose that version, when one was running.
+    prompt_name: Mapped[str | None] = mapped_column(String(NAME))
+    prompt_version: Mapped[int | None] = mapped_column(Integer)
+    experiment_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     # {"request": ..., "response": ...} only when the project logs payloads.
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -59,6 +60,8 @@ class Project(IdMixin, CreatedMixin, Base):
     name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     # Request payloads are recorded only for projects that opt in (off by default).
     log_payloads: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Moving a prompt's `production` label needs the `approver` role (segregation of duties).
+    prompt_approval: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class User(IdMixin, CreatedMixin, Base):

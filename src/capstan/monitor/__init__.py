@@ -1,0 +1,1 @@
+"""Monitoring: what models did, measured against what they should have done."""
