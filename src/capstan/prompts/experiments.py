@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -24,11 +25,12 @@ from capstan.identity.roles import Permission
 from capstan.ids import parse_id
 from capstan.prompts.assignment import parse_sticky
 from capstan.prompts.documents import check_label
-from capstan.prompts.experiment_data import variant_data
-from capstan.prompts.experiment_stats import Verdict, analyse
 from capstan.prompts.service import Prompts, is_duplicate
 from capstan.store.engine import Store
 from capstan.store.schema import Prompt, PromptExperiment, PromptVersion
+
+if TYPE_CHECKING:
+    from capstan.prompts.experiment_stats import Verdict
 
 MAX_VARIANTS = 5
 DEFAULT_MIN_SAMPLES = 100
@@ -110,6 +112,11 @@ class Experiments:
             return [(row, name) for row, name in rows]
 
     def status(self, principal: Principal, ref: str) -> ExperimentStatus:
+        # scipy takes a second and ~80 MB to import: loaded by the first status, not by
+        # every gateway process at start.
+        from capstan.prompts.experiment_data import variant_data
+        from capstan.prompts.experiment_stats import analyse
+
         principal.require(Permission.PROMPTS_READ)
         with self.store.read() as session:
             row = _find(session, principal.scope.org_id, ref)
