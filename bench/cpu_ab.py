@@ -74,9 +74,16 @@ def run(rev: str, rounds: int, duration_s: float) -> None:
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="cpu-ab-home-") as folder:
         base = stack.enter_context(_checkout(rev))
         upstream = stack.enter_context(standin(free_port()))
-        home = targets.capstan_home(Path(folder), upstream, budgets=True)
-        old_env = dict(home.env, PYTHONPATH=str(base / "src"))
-        old = targets.capstan(targets.CapstanHome(old_env, home.key), name="before")
+        for side in ("before", "after"):
+            (Path(folder) / side).mkdir()
+        home = targets.capstan_home(Path(folder) / "after", upstream, budgets=True)
+        # The revision's own home: its migrations may stop short of the working tree's.
+        os.environ["PYTHONPATH"] = str(base / "src")
+        try:
+            old_home = targets.capstan_home(Path(folder) / "before", upstream, budgets=True)
+        finally:
+            del os.environ["PYTHONPATH"]
+        old = targets.capstan(old_home, name="before")
         new = targets.capstan(home, name="after")
         if isinstance(old, targets.Skipped) or isinstance(new, targets.Skipped):
             raise RuntimeError("Capstan's uvicorn target cannot be skipped")
