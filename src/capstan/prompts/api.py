@@ -27,7 +27,7 @@ from capstan.prompts.service import labels_of, parse_ref
 from capstan.prompts.snapshot import served_version
 from capstan.prompts.variables import bind
 from capstan.services import Services
-from capstan.store.schema import PromptVersion
+from capstan.store.schema import PromptLabel, PromptVersion
 
 router = APIRouter(tags=["prompts"])
 Svc = Annotated[Services, Depends(services_of)]
@@ -218,20 +218,16 @@ def diff_prompt(
 @router.put("/prompts/{name}/labels/{label}", response_model=LabelOut)
 def move_label(name: str, label: str, body: LabelIn, services: Svc, principal: Mover) -> LabelOut:
     """Point a label at a version; every gateway serves it from its next request."""
-    row = services.prompts.move_label(principal, name, label, body.version)
-    return LabelOut(
-        name=name,
-        label=row.name,
-        version=row.version,
-        updated_by=row.updated_by,
-        updated_at=row.updated_at,
-    )
+    return _label_view(name, services.prompts.move_label(principal, name, label, body.version))
 
 
 @router.post("/prompts/{name}/labels/{label}/rollback", response_model=LabelOut)
 def rollback_label(name: str, label: str, services: Svc, principal: Mover) -> LabelOut:
     """Move the label back to where it pointed before its latest move."""
-    row = services.prompts.rollback(principal, name, label)
+    return _label_view(name, services.prompts.rollback(principal, name, label))
+
+
+def _label_view(name: str, row: PromptLabel) -> LabelOut:
     return LabelOut(
         name=name,
         label=row.name,
