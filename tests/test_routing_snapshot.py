@@ -210,5 +210,5 @@ def test_a_load_is_a_few_queries_however_many_providers(capstan: Capstan) -> Non
     assert len(table.deployments) == 25
     assert deployment(table, "d7").upstream.api_key == "literal-key-7"
     # version, organization, providers, deployments, aliases, stored keys, prices, budgets,
-    # pauses, rate limits, prompts (none here: their labels and versions are not read)
-    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) <= 11
+    # pauses, rate limits, prompts and registry models (none here: their versions are not read)
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) <= 12

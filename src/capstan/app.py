@@ -29,7 +29,9 @@ from capstan.identity.principal import Principal
 from capstan.monitor import feedback_api
 from capstan.prompts import api as prompts_api
 from capstan.prompts import experiments_api
+from capstan.registry import api as registry_api
 from capstan.services import Services
+from capstan.serving import endpoints as serving_endpoints
 from capstan.tuning import freeze_startup_objects, tune_malloc
 
 
@@ -102,6 +104,7 @@ def build_app(
     api.include_router(prompts_api.router)
     api.include_router(experiments_api.router)
     api.include_router(feedback_api.router)
+    api.include_router(registry_api.router)
     app.include_router(api)
     app.include_router(health.router)
     if data_plane:
@@ -114,6 +117,7 @@ DATA_PLANE_ROUTES = [
     *openai_api.routes,
     *anthropic_api.routes,
     *models_api.routes,
+    *serving_endpoints.routes,
     *metrics.routes,
 ]
 

@@ -73,6 +73,17 @@ class Settings(BaseSettings):
         description="Prefix of this installation's Redis keys and channels; by default one "
         "derived from the database URL, so installations sharing a Redis never mix.",
     )
+    artifact_store: str | None = Field(
+        default=None,
+        description="Where model artifacts live: a folder or any fsspec URL (s3://bucket/prefix); "
+        "by default the home's artifacts/ folder.",
+    )
+    max_artifact_bytes: int = Field(
+        default=2 * 1024**3, ge=1, description="The largest model artifact an upload may carry."
+    )
+    model_cache_size: int = Field(
+        default=8, ge=1, le=1024, description="Registry model versions kept loaded per process."
+    )
     master_key: SecretStr | None = Field(default=None, description="Base64 AES-256 key.")
     previous_master_keys: list[SecretStr] = Field(
         default_factory=list, description="Older keys, for decryption only, during a rotation."
@@ -167,6 +178,10 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.home / "artifacts"
+
+    @property
+    def artifact_store_url(self) -> str:
+        return self.artifact_store or str(self.artifacts_dir)
 
     @property
     def spool_dir(self) -> Path:

@@ -25,6 +25,9 @@ from capstan.identity.directory import Directory
 from capstan.monitor.feedback import FeedbackLog
 from capstan.prompts.experiments import Experiments
 from capstan.prompts.service import Prompts
+from capstan.registry.service import Registry
+from capstan.registry.storage import ArtifactStore
+from capstan.registry.uploads import Uploads
 from capstan.store import Store, create_store
 
 
@@ -47,6 +50,8 @@ class Services:
     prompts: Prompts
     experiments: Experiments
     feedback: FeedbackLog
+    registry: Registry
+    uploads: Uploads
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -75,6 +80,10 @@ class Services:
             prompts=prompts,
             experiments=Experiments(store, prompts, changes),
             feedback=FeedbackLog(store),
+            registry=Registry(
+                store, directory, changes, ArtifactStore(settings.artifact_store_url)
+            ),
+            uploads=Uploads(settings.artifact_store_url, settings.max_artifact_bytes),
         )
 
     def close(self) -> None:

@@ -34,6 +34,8 @@ class ControlClient(Protocol):
 
     def stream(self, path: str, *, params: dict[str, Any] | None = None) -> Iterator[str]: ...
 
+    def upload(self, path: str, content: bytes, headers: dict[str, str]) -> Any: ...
+
 
 def local_principal(services: Services) -> Principal:
     org = services.directory.organization()
@@ -53,6 +55,15 @@ class _HttpControlClient:
             raise CliError(f"cannot reach Capstan at {self.http.base_url}: {exc}") from exc
         _raise_for_problem(response)
         return None if response.status_code == 204 else response.json()
+
+    def upload(self, path: str, content: bytes, headers: dict[str, str]) -> Any:
+        """Raw bytes as the body (an artifact), not JSON."""
+        try:
+            response = self.http.post("/api/v1" + path, content=content, headers=headers)
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach Capstan at {self.http.base_url}: {exc}") from exc
+        _raise_for_problem(response)
+        return response.json()
 
     def stream(self, path: str, *, params: dict[str, Any] | None = None) -> Iterator[str]:
         try:

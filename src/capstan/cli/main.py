@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from capstan.cli import audit, gateway, identity, prompt_experiments, server
 from capstan.cli import finops as finops_cli
+from capstan.cli import models as models_cli
 from capstan.cli import prompts as prompts_cli
 from capstan.cli import ratelimits as ratelimits_cli
 from capstan.cli import recommend as recommend_cli
@@ -44,6 +45,7 @@ app.add_typer(report_cli.app, name="report")
 app.add_typer(finops_cli.pauses, name="pauses")
 app.add_typer(ratelimits_cli.app, name="ratelimits")
 app.add_typer(prompts_cli.app, name="prompts")
+app.add_typer(models_cli.app, name="models")
 prompts_cli.app.add_typer(prompt_experiments.app, name="experiment")
 app.command("pause")(finops_cli.pause)
 app.command("resume")(finops_cli.resume)

@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from capstan.gateway.edge import JSONBytes
 from capstan.gateway.errors import GatewayError
 
-DATA_PLANE_PREFIX = "/v1/"
+DATA_PLANE_PREFIXES = ("/v1/", "/v2/")  # OpenAI/Anthropic, and the Open Inference Protocol
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -65,7 +65,7 @@ class DataPlaneFirst:
                 else:
                     await response(scope, receive, send)
                 return
-            if scope["path"].startswith(DATA_PLANE_PREFIX):
+            if scope["path"].startswith(DATA_PLANE_PREFIXES):
                 scope["app"] = self.control
                 await self._router(scope, receive, send)
                 return

@@ -35,7 +35,9 @@ from capstan.gateway.providers.registry import provider_for
 from capstan.gateway.recording import CallRecord
 from capstan.gateway.routing import LatencyTracker, candidates, static_order
 from capstan.prompts.snapshot import VersionCache
+from capstan.registry.storage import ArtifactStore
 from capstan.services import Services
+from capstan.serving.runtime import ModelServer
 
 log = logging.getLogger(__name__)
 # No cap on the pool: concurrency is bounded where it means something (a deployment's
@@ -118,6 +120,13 @@ class Gateway:
         self._memo_table: RoutingTable | None = None
         # Compiled prompt versions, kept across snapshots (a version never changes).
         self.prompt_versions = VersionCache()
+        # Registry models, loaded on first use.
+        self.models = ModelServer(
+            ArtifactStore(settings.artifact_store_url),
+            services.store,
+            services.audit,
+            settings.model_cache_size,
+        )
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -144,6 +153,7 @@ class Gateway:
             await asyncio.gather(*self._settling, return_exceptions=True)
         await self.alerts.drain()
         await self.counters.close()
+        self.models.close()
         if self._http is not None:
             await self._http.close()
         await self.events.stop()

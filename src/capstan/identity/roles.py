@@ -45,6 +45,10 @@ class Permission(StrEnum):
     # asks for approval needs APPROVE instead: the approver signs off what goes live.
     PROMPTS_READ = "prompts:read"
     PROMPTS_WRITE = "prompts:write"
+    # The model registry: read by everyone who reads the organization; registering versions,
+    # moving aliases and changing a version's status by developers and admins.
+    REGISTRY_READ = "registry:read"
+    REGISTRY_WRITE = "registry:write"
     # Scores and labels for what a call or a prediction produced (users' thumbs, ground truth).
     FEEDBACK_WRITE = "feedback:write"
 
@@ -54,6 +58,7 @@ _READ_ORG = {
     Permission.MODELS_INVOKE,
     Permission.GATEWAY_READ,
     Permission.PROMPTS_READ,
+    Permission.REGISTRY_READ,
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -72,6 +77,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.BUDGETS_WRITE,
             Permission.PRICES_WRITE,
             Permission.PROMPTS_WRITE,
+            Permission.REGISTRY_WRITE,
             Permission.FEEDBACK_WRITE,
         }
     ),
@@ -82,6 +88,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.SECRETS_READ,
             Permission.GATEWAY_WRITE,
             Permission.PROMPTS_WRITE,
+            Permission.REGISTRY_WRITE,
             Permission.FEEDBACK_WRITE,
         }
     ),

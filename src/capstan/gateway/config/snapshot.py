@@ -37,6 +37,7 @@ from capstan.gateway.providers.base import Upstream
 from capstan.governance.secrets.vault import SecretVault
 from capstan.identity.directory import installation_organization
 from capstan.prompts.snapshot import PromptIndex, VersionCache, load_prompt_index
+from capstan.serving.index import ModelIndex, load_model_index
 from capstan.store.engine import Store
 from capstan.store.schema import (
     ConfigState,
@@ -103,6 +104,8 @@ class RoutingTable:
     rate_limits: RateLimitIndex = field(default_factory=lambda: RateLimitIndex.of(()))
     # Managed prompts: labels, running experiments and the versions they name, compiled.
     prompts: PromptIndex = field(default_factory=PromptIndex)
+    # Registry models: versions, aliases (served through the Open Inference Protocol).
+    models: ModelIndex = field(default_factory=ModelIndex)
 
     def resolve(self, name: str) -> Alias | Deployment | None:
         return self.aliases.get(name) or self.deployments.get(name)
@@ -142,6 +145,7 @@ def load_routing_table(
         paused = load_paused(session, org_id)
         rate_limits = RateLimitIndex.of(load_rate_limits(session, org_id))
         prompts = load_prompt_index(session, org_id, prompt_cache)
+        models = load_model_index(session, org_id)
     resolved = {p.id: _Provider(p, resolver) for p in providers}
     table = {
         d.name: _deployment(d, resolved[d.provider_id], resolver, catalog)
@@ -162,6 +166,7 @@ def load_routing_table(
         MappingProxyType(paused),
         rate_limits,
         prompts,
+        models,
     )
 
 

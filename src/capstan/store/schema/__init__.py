@@ -22,6 +22,7 @@ from capstan.store.schema.prompts import (
     PromptLabelMove,
     PromptVersion,
 )
+from capstan.store.schema.registry import ModelAlias, ModelVersion, RegisteredModel
 from capstan.store.schema.secrets import StoredSecret
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "GatewayAlias",
     "GatewayDeployment",
     "GatewayProvider",
+    "ModelAlias",
+    "ModelVersion",
     "Organization",
     "Pause",
     "PriceOverride",
@@ -46,6 +49,7 @@ __all__ = [
     "PromptLabelMove",
     "PromptVersion",
     "RateLimit",
+    "RegisteredModel",
     "RequestEvent",
     "StoredSecret",
     "Team",
