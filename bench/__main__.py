@@ -31,11 +31,18 @@ def _prompts(flags: list[str]) -> None:
     prompts.run()
 
 
+def _serving(flags: list[str]) -> None:
+    from bench import serving
+
+    serving.run()
+
+
 SUITES: dict[str, Callable[[list[str]], None]] = {
     "core": _core,
     "finops": _finops,
     "gateway": _gateway,
     "prompts": _prompts,
+    "serving": _serving,
 }
 
 

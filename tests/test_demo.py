@@ -202,3 +202,24 @@ def test_demo_serves_every_alias_on_the_simulator_and_says_so(tmp_path: Path) ->
         assert sdk.embeddings.create(model="embed-default", input="x").data
         owners = {model.owned_by for model in sdk.models.list()}
     assert {"simulated-openai", "simulated-anthropic", "simulated-bedrock"} <= owners
+
+
+def test_demo_serves_its_credit_risk_model_to_records(tmp_path: Path) -> None:
+    applicant = {
+        "income": 85000,
+        "debt_to_income": 0.2,
+        "credit_history_years": 12,
+        "loan_amount": 20000,
+        "late_payments_2y": 0,
+        "employment_years": 6,
+    }
+    with running_demo(tmp_path) as demo, demo.client() as client:
+        response = client.post("/v2/models/credit-risk/infer", json={"inputs": [applicant]})
+
+    assert response.status_code == 200, response.text
+    (prediction,) = response.json()["predictions"]
+    assert prediction["label"] in (0, 1)
+    low, high = prediction["probabilities"]
+    assert abs(low + high - 1) < 1e-5
+    assert prediction["label"] == int(high >= 0.5)
+    assert (tmp_path / ".capstan" / "demo" / "loan_applications.csv").exists()

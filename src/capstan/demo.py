@@ -79,8 +79,9 @@ SUPPORT_REPLY_VERSIONS = [
 
 
 def seed(services: Services, admin: Principal) -> None:
-    """Create the demo organization tree, people, a budget, a rate limit and a prompt with an
-    experiment; existing entries are left as they are."""
+    """Create the demo organization tree, people, a budget, a rate limit, a prompt with an
+    experiment and the credit-risk model (trained now, served at `/v2/models/credit-risk`);
+    existing entries are left as they are."""
     directory = services.directory
     for department, teams in TREE.items():
         _tolerate_existing(partial(directory.create_department, admin, department))
@@ -95,6 +96,9 @@ def seed(services: Services, admin: Principal) -> None:
     for limit in RATE_LIMITS:
         _tolerate_existing(partial(services.rate_limits.create, admin, limit))
     _seed_prompts(services, admin)
+    from capstan.demo_models import register_credit_risk  # numpy, scikit-learn: demo only
+
+    register_credit_risk(services, admin, services.settings.home)
 
 
 def _seed_prompts(services: Services, admin: Principal) -> None:

@@ -307,3 +307,19 @@ def test_an_oip_client_reads_health_metadata_and_inference(
         assert labels.tolist() == predict(x[:2]).tolist()
     finally:
         client.close()
+
+
+def test_registry_models_are_listed_by_v1_models(
+    gateway: GatewayUnderTest,
+    http: httpx.Client,
+    service_key: str,
+    data: tuple[np.ndarray, np.ndarray],
+) -> None:
+    x, y = data
+    content, filename, fields, _ = sklearn_model(x, y)
+    name = f"listed-{next(_names)}"
+    assert register(http, name, content, filename, **fields).status_code == 201
+    listed = httpx.get(f"{gateway.url}/v1/models", headers=bearer(service_key), timeout=10).json()
+    owners = {m["id"]: m["owned_by"] for m in listed["data"]}
+    assert owners[name] == "capstan-registry"
+    assert owners["chat-default"] == "capstan"

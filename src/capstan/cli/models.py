@@ -213,3 +213,40 @@ def set_status(name: str, version: int, status: str) -> None:
 def archive(name: str, version: int) -> None:
     """Archive a version (it stays servable by number until it is retired)."""
     set_status(name, version, "archived")
+
+
+@app.command("card")
+def card(
+    ref: Annotated[str, typer.Argument(metavar="NAME@VERSION|NAME@ALIAS")],
+    format: Annotated[str, typer.Option("--format", help="md or html.")] = "md",
+    output: Annotated[Path | None, typer.Option(help="Write to this file.")] = None,
+) -> None:
+    """The version's model card, from the registry as it is now."""
+    name, _, version = ref.partition("@")
+    if not version:
+        raise CliError("name the version or alias: NAME@VERSION or NAME@ALIAS")
+    if format not in ("md", "html"):
+        raise CliError("--format is md or html")
+    path = item_path("/models", name) + f"/versions/{version}/card"
+    with control_client() as client:
+        text = "".join(client.stream(path, params={"format": format}))
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.write_text(text)
+    typer.echo(f"wrote {output}")
+
+
+@app.command("diff")
+def diff(name: str, first: int, second: int, json: JsonFlag = False) -> None:
+    """Two versions side by side: metrics, signature, lineage, parameters, profile."""
+    from capstan.registry.cards import diff_text
+
+    with control_client() as client:
+        found = client.request(
+            "GET", item_path("/models", name) + "/diff", params={"from": first, "to": second}
+        )
+    if json:
+        print_json(found)
+        return
+    typer.echo(diff_text(found), nl=False)

@@ -23,6 +23,7 @@ from capstan.gateway.errors import GatewayError
 from capstan.gateway.recording import CallRecord
 
 ALIAS_OWNER = "capstan"
+REGISTRY_OWNER = "capstan-registry"
 EPOCH = "1970-01-01T00:00:00Z"  # the gateway does not know when a vendor released a model
 
 
@@ -37,7 +38,10 @@ def _entry(name: str, owner: str, anthropic: bool) -> dict[str, Any]:
 
 
 def _owners(table: RoutingTable) -> dict[str, str]:
-    owners = {name: ALIAS_OWNER for name in table.aliases}
+    """Aliases and deployments, then the registry's models (served at `/v2/models/{name}`),
+    so one listing shows every model the key may call."""
+    owners = {name: REGISTRY_OWNER for name in table.models.models}
+    owners.update({name: ALIAS_OWNER for name in table.aliases})
     owners.update({name: d.provider for name, d in table.deployments.items()})
     return dict(sorted(owners.items()))
 

@@ -11,12 +11,13 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from capstan.api.auth import authorize, services_of
 from capstan.identity.principal import Principal
 from capstan.identity.roles import Permission
+from capstan.registry.cards import card_html, card_markdown, version_diff
 from capstan.registry.service import VersionRequest
 from capstan.services import Services
 from capstan.store.schema import ModelVersion, RegisteredModel
@@ -191,9 +192,11 @@ def register_version(name: str, body: VersionIn, services: Svc, principal: Write
         intended_use=body.intended_use,
         project=body.project,
     )
-    with services.uploads.local_copy(body.upload) as artifact:
-        registered = services.registry.register(principal, request, artifact)
-    services.uploads.discard(body.upload)
+    try:
+        with services.uploads.local_copy(body.upload) as artifact:
+            registered = services.registry.register(principal, request, artifact)
+    finally:  # registered or refused, an upload is used once
+        services.uploads.discard(body.upload)
     return version_view(name, registered.version, registered.aliases)
 
 
@@ -243,3 +246,45 @@ def set_status(
     services.registry.set_status(principal, name, version, body.status)
     _, row, aliases = services.registry.version(principal, name, version)
     return version_view(name, row, aliases)
+
+
+@router.get("/models/{name}/versions/{ref}/card", response_class=Response)
+def model_card(
+    name: str,
+    ref: str,
+    services: Svc,
+    principal: Reader,
+    format: Annotated[str, Query(pattern="^(md|html)$")] = "md",
+) -> Response:
+    """The version's model card, rendered from the registry as it is now: intended use, owner,
+    risk tier, lineage, metrics, signature, reference profile, approvals and status."""
+    model, row, aliases = services.registry.version(principal, name, ref)
+    latest = services.registry.latest(principal, name)
+    model_data = model_view(model, latest, aliases).model_dump(mode="json")
+    version_data = version_view(name, row, aliases, profile=True).model_dump(mode="json")
+    history = [
+        entry.as_dict()
+        for resource in (str(model.id), str(row.id))
+        for entry in services.audit.query(resource=resource, limit=1000)
+    ]
+    history.sort(key=lambda entry: entry["seq"])
+    if format == "html":
+        return Response(card_html(model_data, version_data, audit=history), media_type="text/html")
+    text = card_markdown(model_data, version_data, audit=history)
+    return Response(text, media_type="text/markdown; charset=utf-8")
+
+
+@router.get("/models/{name}/diff")
+def diff_versions(
+    name: str,
+    services: Svc,
+    principal: Reader,
+    from_version: Annotated[int, Query(alias="from", ge=1)],
+    to_version: Annotated[int, Query(alias="to", ge=1)],
+) -> dict[str, Any]:
+    """Two versions side by side: metrics, signature, lineage, parameters, profile."""
+    found = []
+    for number in (from_version, to_version):
+        _, row, aliases = services.registry.version(principal, name, number)
+        found.append(version_view(name, row, aliases, profile=True).model_dump(mode="json"))
+    return version_diff(name, found[0], found[1])

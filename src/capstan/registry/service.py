@@ -259,6 +259,15 @@ class Registry:
             ).all()
             return model, list(versions), _aliases(session, model.id)
 
+    def latest(self, principal: Principal, name: str) -> int:
+        principal.require(Permission.REGISTRY_READ)
+        with self.store.read() as session:
+            model = _find(session, principal.scope.org_id, name)
+            found = session.scalar(
+                select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)
+            )
+            return found or 0
+
     def version(
         self, principal: Principal, name: str, ref: str | int | None = None
     ) -> tuple[RegisteredModel, ModelVersion, dict[str, int]]:

@@ -24,6 +24,7 @@ from capstan.ids import new_id
 
 FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 PREFIX = "_uploads"
+UPLOAD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +79,16 @@ class Uploads:
             raise InvalidInput("the artifact is empty", field="body")
         return Upload(upload_id, filename, digest.hexdigest(), size)
 
+    def _folder(self, upload_id: str) -> str:
+        """The upload's folder; an id that is not one of ours never becomes a path."""
+        if not UPLOAD_ID.fullmatch(upload_id):
+            raise NotFound(f"no upload {upload_id!r}", field="upload")
+        return f"{self.root.rstrip('/')}/{PREFIX}/{upload_id}"
+
     @contextmanager
     def local_copy(self, upload_id: str) -> Iterator[Path]:
         """The upload as a local file (scanners and loaders read files), removed after."""
-        if not re.fullmatch(r"[0-9a-f-]{36}", upload_id):
-            raise NotFound(f"no upload {upload_id!r}", field="upload")
-        folder = f"{self.root.rstrip('/')}/{PREFIX}/{upload_id}"
+        folder = self._folder(upload_id)
         names = self.fs.ls(folder, detail=False) if self.fs.exists(folder) else []
         if len(names) != 1:
             raise NotFound(f"no upload {upload_id!r}", field="upload")
@@ -94,6 +99,8 @@ class Uploads:
             yield local
 
     def discard(self, upload_id: str) -> None:
-        folder = f"{self.root.rstrip('/')}/{PREFIX}/{upload_id}"
+        if not UPLOAD_ID.fullmatch(upload_id):
+            return
+        folder = self._folder(upload_id)
         if self.fs.exists(folder):
             self.fs.rm(folder, recursive=True)

@@ -232,7 +232,7 @@ def serialize_model(model: Any, flavor: str, sample: Array | None = None) -> tup
     """An in-memory model as artifact bytes and the file name they are stored under.
 
     `sample` (a few rows, float32 for most converters) lets a scikit-learn estimator be
-    registered as ONNX: skl2onnx, a development dependency, converts it.
+    registered as ONNX: skl2onnx converts it.
     """
     _check_flavor(flavor)
     try:
