@@ -7,6 +7,7 @@ skips a peer that is missing and prints the command that installs it.
 - `litellm`: the latest `litellm[proxy]` release, the peer Capstan is compared with.
 - `granian`: granian plus this checkout installed editable, to serve Capstan under granian and
   compare it with uvicorn (uvloop, httptools): `python -m bench gateway --servers`.
+- `mlserver`: MLServer with its scikit-learn runtime, the serving peer of `python -m bench serving`.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ PEERS = {
         ),
         "granian",
     ),
+    # Seldon's MLServer with its scikit-learn runtime (it has no ONNX runtime of its own): the
+    # peer for serving in-house models (`python -m bench serving`).
+    "mlserver": Peer("mlserver", (("--upgrade", "mlserver", "mlserver-sklearn"),), "mlserver"),
 }
 
 

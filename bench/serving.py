@@ -13,7 +13,6 @@ Environment: BENCH_DURATION_S (10).
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import numpy as np
 import orjson
 
 from bench import loadgen, targets
+from bench.peers import PEERS
 from bench.procs import free_port, server
 from bench.standin import standin
 
@@ -36,6 +36,8 @@ NAME = "bench-onnx"
 
 
 def build_model(folder: Path) -> tuple[Path, np.ndarray]:
+    """The ONNX model (what Capstan and the FastAPI reference serve) and, beside it, the same
+    scikit-learn model as `model.joblib` (what MLServer's scikit-learn runtime serves)."""
     from skl2onnx import to_onnx  # type: ignore[import-untyped]
     from sklearn.datasets import make_classification  # type: ignore[import-untyped]
     from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
@@ -46,7 +48,45 @@ def build_model(folder: Path) -> tuple[Path, np.ndarray]:
     proto = to_onnx(model, x[:1], options={id(model): {"zipmap": False}})
     path = folder / "model.onnx"
     path.write_bytes(proto.SerializeToString())
+    import joblib  # type: ignore[import-untyped]
+
+    joblib.dump(model, folder / "model.joblib")
     return path, x
+
+
+def mlserver(folder: Path, rows: np.ndarray) -> dict[str, float] | None:
+    """MLServer (one worker) serving the scikit-learn model, or None when not installed."""
+    peer = PEERS["mlserver"]
+    if not peer.installed():
+        print(f"  mlserver: not installed ({peer.install_hint()})")
+        return None
+    models = folder / "mlserver"
+    (models / NAME).mkdir(parents=True)
+    port = free_port()
+    settings = {
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        # In the server process: MLServer 1.7's worker processes die at start on current uvloop
+        # ("no current event loop"), and one process is what Capstan and FastAPI run too.
+        "parallel_workers": 0,
+        "debug": False,
+    }
+    (models / "settings.json").write_text(orjson.dumps(settings).decode())
+    model_settings = {
+        "name": NAME,
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": str(folder / "model.joblib")},
+    }
+    (models / NAME / "model-settings.json").write_text(orjson.dumps(model_settings).decode())
+    base = f"http://127.0.0.1:{port}"
+    with server(
+        [str(peer.bin), "start", str(models)],
+        dict(os.environ),
+        f"{base}/v2/health/ready",
+        "mlserver",
+    ):
+        return measure(f"{base}/v2/models/{NAME}/infer", {}, rows, input_name="predict")
 
 
 def in_process(path: Path, rows: np.ndarray, calls: int = 20_000) -> tuple[float, float]:
@@ -67,12 +107,12 @@ def in_process(path: Path, rows: np.ndarray, calls: int = 20_000) -> tuple[float
     return samples[len(samples) // 2], samples[int(len(samples) * 0.99)]
 
 
-def body(rows: np.ndarray) -> bytes:
+def body(rows: np.ndarray, input_name: str = "X") -> bytes:
     return orjson.dumps(
         {
             "inputs": [
                 {
-                    "name": "X",
+                    "name": input_name,
                     "shape": list(rows.shape),
                     "datatype": "FP32",
                     "data": rows.ravel().tolist(),
@@ -82,8 +122,10 @@ def body(rows: np.ndarray) -> bytes:
     )
 
 
-def measure(url: str, headers: dict[str, str], rows: np.ndarray) -> dict[str, float]:
-    one, batch = body(rows[:1]), body(rows[:BATCH])
+def measure(
+    url: str, headers: dict[str, str], rows: np.ndarray, *, input_name: str = "X"
+) -> dict[str, float]:
+    one, batch = body(rows[:1], input_name), body(rows[:BATCH], input_name)
     loadgen.wrk(url, one, headers, duration_s=2, connections=1, threads=1)  # warm-up, load
     single = loadgen.wrk(url, one, headers, duration_s=DURATION_S, connections=1, threads=1)
     many = loadgen.wrk(url, batch, headers, duration_s=DURATION_S, connections=4, threads=2)
@@ -138,6 +180,9 @@ def run() -> None:
         base = f"http://127.0.0.1:{port}"
         with server(args, env, f"{base}/v2/health/ready", "fastapi-onnx"):
             results["fastapi"] = measure(f"{base}/v2/models/{NAME}/infer", {}, rows)
+        peer = mlserver(folder, rows)
+        if peer is not None:
+            results["mlserver"] = peer
     for name, found in results.items():
         print(
             f"  {name:<8} 1 row c1: p50 {found['p50_ms'] * 1000:.0f} µs, "
@@ -153,11 +198,12 @@ def run() -> None:
     rate = results["capstan"]["rows_per_s"]
     verdict = "met" if rate >= ROWS_PER_S_TARGET else "NOT met"
     print(f"  batch throughput: {rate:,.0f} rows/s (target >= {ROWS_PER_S_TARGET:,}: {verdict})")
-    ratio = statistics.fmean([results["capstan"]["rows_per_s"] / results["fastapi"]["rows_per_s"]])
-    print(
-        f"  capstan / fastapi: batches {ratio:.2f}x, single-row p50 "
-        f"{results['capstan']['p50_ms'] / results['fastapi']['p50_ms']:.2f}x"
-    )
+    for peer_name in ("fastapi", "mlserver"):
+        if peer_name in results:
+            peer_result = results[peer_name]
+            batches = results["capstan"]["rows_per_s"] / peer_result["rows_per_s"]
+            single = results["capstan"]["p50_ms"] / peer_result["p50_ms"]
+            print(f"  capstan / {peer_name}: batches {batches:.2f}x, single-row p50 {single:.2f}x")
 
 
 if __name__ == "__main__":

@@ -171,6 +171,8 @@ def test_the_cli_registers_lists_and_renders_a_card(
     card = cli("models", "card", "churn@1")[1]
     assert "train.csv" in card
     assert "auc" in card
+    shown = cli.json("models", "show", "churn@1")
+    assert shown["signature"]["columns"] == ["a", "b", "c"]  # the records form works
 
 
 def test_the_cli_names_an_artifact_it_cannot_read(

@@ -126,7 +126,9 @@ def register(
         lineage, profile, signature = _training(train_data, label)
         body["lineage"] |= lineage
         body["profile"] = profile
-        if flavor != "onnx":
+        if flavor == "onnx":  # the model describes its input; the sample names its columns
+            body["columns"] = signature["columns"]
+        else:
             body["signature"] = signature
     with control_client() as client:
         upload = client.upload("/uploads", content, {"x-capstan-filename": path.name})

@@ -65,6 +65,10 @@ class VersionIn(BaseModel):
         default_factory=list,
         description="types a skops artifact may load besides scikit-learn's, numpy's, scipy's",
     )
+    columns: list[str] = Field(
+        default_factory=list,
+        description="an ONNX model's feature names, in input order (for the records form)",
+    )
     owner: str | None = Field(default=None, max_length=200)
     risk_tier: str | None = Field(default=None, description="low, medium, high or critical")
     intended_use: str | None = Field(default=None, max_length=5000)
@@ -187,6 +191,7 @@ def register_version(name: str, body: VersionIn, services: Svc, principal: Write
         description=body.description,
         aliases=tuple(body.aliases),
         trusted_types=tuple(body.trusted_types),
+        columns=tuple(body.columns),
         owner=body.owner,
         risk_tier=body.risk_tier,
         intended_use=body.intended_use,

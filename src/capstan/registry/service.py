@@ -61,6 +61,8 @@ class VersionRequest:
     description: str | None = None
     aliases: tuple[str, ...] = ()
     trusted_types: tuple[str, ...] = ()
+    # Feature names of an ONNX model's single (-1, n) input, for the records form.
+    columns: tuple[str, ...] = ()
     # The model's own fields, applied when the model is created (or changed, when given).
     owner: str | None = None
     risk_tier: str | None = None
@@ -129,7 +131,11 @@ class Registry:
                     "describe their own inputs)",
                     field="signature",
                 )
-            signature = onnx_signature(session).as_json()
+            found = onnx_signature(session)
+            only = found.inputs[0] if len(found.inputs) == 1 else None
+            if request.columns and only is not None and only.shape[1:] == (len(request.columns),):
+                found = Signature(found.inputs, found.outputs, request.columns)
+            signature = found.as_json()
         Signature.from_json(signature)  # well-formed, or a KeyError/ValueError below
         with self.store.write() as session:
             model = self._model(session, principal, request)
