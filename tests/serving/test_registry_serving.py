@@ -275,8 +275,16 @@ def test_a_tampered_artifact_is_refused_at_load_and_audited(
     )
     assert answer.status_code == 503, answer.text
     assert "integrity" in answer.json()["error"]
+    again = httpx.post(
+        f"{gateway.url}/v2/models/{name}/infer",
+        json=request,
+        headers=bearer(service_key),
+        timeout=30,
+    )
+    assert again.status_code == 503
     entries = http.get("/api/v1/audit", params={"limit": 1000}).json()["items"]
-    assert any(e["action"] == "model.artifact.tampered" for e in entries)
+    incidents = [e for e in entries if e["action"] == "model.artifact.tampered"]
+    assert len(incidents) == 1  # one incident, not one per refused request
 
 
 def test_an_oip_client_reads_health_metadata_and_inference(

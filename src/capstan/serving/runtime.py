@@ -47,6 +47,9 @@ class ModelServer:
         self.capacity = capacity
         self._loaded: OrderedDict[Key, LoadedModel] = OrderedDict()
         self._loading: dict[Key, asyncio.Future[LoadedModel]] = {}
+        # Versions whose artifact failed its check: refused at once from then on (one audited
+        # incident, not one per request), until the process restarts.
+        self._tampered: dict[Key, ArtifactTampered] = {}
         # Inference threads: onnxruntime, xgboost and lightgbm release the GIL while they run.
         self._pool = ThreadPoolExecutor(
             max_workers=threads or min(4, os.cpu_count() or 1), thread_name_prefix="infer"
@@ -59,6 +62,8 @@ class ModelServer:
         """The loaded model of `version`, loading it (once, however many ask) if needed."""
         key = version.key
         loaded = self._loaded.get(key)
+        if loaded is None and key in self._tampered:
+            raise self._tampered[key]
         if loaded is not None:
             self._loaded.move_to_end(key)
             return loaded
@@ -84,6 +89,7 @@ class ModelServer:
         try:
             data = self.artifacts.open_verified(version.artifact_uri, version.artifact_sha256)
         except ArtifactTampered as exc:
+            self._tampered[version.key] = exc
             self._incident(version, exc)
             raise
         return load_model(
