@@ -481,3 +481,24 @@ def test_an_onnx_model_keeps_its_own_signature_with_the_feature_names(
     assert logged.flavor == "onnx"
     assert logged.signature["inputs"][0]["name"] == "X"
     assert logged.signature["columns"] == FEATURES
+
+
+def test_a_derived_version_names_its_parent(
+    admin: httpx.Client,
+    remote: Remote,
+    frame: pd.DataFrame,
+    classifier: LogisticRegression,
+) -> None:
+    name = unique("credit-risk")
+    for parent in (None, 1):
+        log_model(
+            classifier,
+            name=name,
+            train_data=frame,
+            label="default",
+            parent_version=parent,
+            url=remote.url,
+            api_key=remote.api_key,
+        )
+    assert version_of(admin, name, 2)["lineage"]["parent_version"] == 1
+    assert "parent_version" not in version_of(admin, name, 1)["lineage"]

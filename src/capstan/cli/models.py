@@ -105,6 +105,13 @@ def register(
     risk_tier: Annotated[str | None, typer.Option(help="low, medium, high or critical.")] = None,
     project: Annotated[str | None, typer.Option(help="The owning project.")] = None,
     code_commit: Annotated[str | None, typer.Option(help="The training code's commit.")] = None,
+    parent_version: Annotated[
+        int | None, typer.Option(help="The version this one was derived from.")
+    ] = None,
+    trust: Annotated[
+        list[str],
+        typer.Option(help="A type a skops artifact may load beyond sklearn/numpy/scipy."),
+    ] = [],  # noqa: B006
     json: JsonFlag = False,
 ) -> None:
     """Register a new version: scanned, loaded once, stored with its SHA-256."""
@@ -120,7 +127,12 @@ def register(
         "owner": owner,
         "risk_tier": risk_tier,
         "project": project,
-        "lineage": {"code_commit": code_commit} if code_commit else {},
+        "lineage": {
+            key: value
+            for key, value in (("code_commit", code_commit), ("parent_version", parent_version))
+            if value is not None
+        },
+        "trusted_types": trust,
     }
     if train_data is not None:
         lineage, profile, signature = _training(train_data, label)

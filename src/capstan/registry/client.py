@@ -101,6 +101,8 @@ def log_model(
     project: str | None = None,
     code_commit: str | None = None,
     train_data_uri: str | None = None,
+    parent_version: int | None = None,
+    trusted_types: Sequence[str] = (),
     url: str | None = None,
     api_key: str | None = None,
 ) -> RegisteredVersion:
@@ -141,6 +143,7 @@ def log_model(
         "train_data_uri": train_data_uri,
         "train_data_sha256": table.sha256() if table is not None else None,
         "code_commit": code_commit or _head_commit(),
+        "parent_version": parent_version,
     }
     body: dict[str, Any] = {
         "flavor": flavor,
@@ -156,6 +159,7 @@ def log_model(
         "risk_tier": risk_tier,
         "intended_use": intended_use,
         "project": project,
+        "trusted_types": list(trusted_types),
     }
     with _connection(url, api_key) as http:
         headers = {"x-capstan-filename": filename}
