@@ -16,17 +16,28 @@ Speed matters: one row through the gateway has 1.5 ms in all, so numeric data go
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import orjson
 
 from capstan.registry.signature import DATATYPES, Signature, TensorSpec
+from capstan.serving.oip_values import (
+    DATATYPE_OF,
+    FLOAT,
+    INTEGER,
+    NUMPY,
+    Array,
+    cast,
+    first_bad,
+    flatten,
+    show,
+    to_array,
+)
 
 __all__ = [
     "InferRequest",
@@ -37,39 +48,7 @@ __all__ = [
     "parse_infer",
 ]
 
-Array = npt.NDArray[Any]
 
-# Private on purpose: registry.signature is growing its own helpers, and this module must not
-# depend on them until they settle. BYTES are object arrays of `str` (what JSON carries and
-# what tabular models want), not Triton's `bytes`.
-_NUMPY: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(np.bool_),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(np.object_),
-}
-_DATATYPE: dict[np.dtype[Any], str] = {
-    dtype: name for name, dtype in _NUMPY.items() if name != "BYTES"
-}
-_INTEGER = frozenset(name for name, dtype in _NUMPY.items() if dtype.kind in "iu")
-_FLOAT = frozenset(("FP16", "FP32", "FP64"))
-# The array kinds `numpy.asarray` may infer from JSON values that each datatype accepts. JSON
-# booleans count as 0/1 in numeric tensors (numpy folds them into mixed lists anyway, so
-# refusing only all-boolean data would be inconsistent); BOOL takes only true/false.
-_ACCEPTS: dict[str, str] = {
-    "BOOL": "b",
-    **{name: "biu" for name in _INTEGER},
-    **{name: "biuf" for name in _FLOAT},
-}
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 _BINARY = (
     "binary and shared-memory tensor data are not supported; send `data` as JSON "
@@ -226,7 +205,7 @@ def _parse_tensor(name: str, tensor: dict[str, Any], spec: TensorSpec) -> Array:
         raise OipError(f"input `{name}`: missing `datatype`")
     if datatype not in DATATYPES:
         raise OipError(
-            f"input `{name}`: unknown datatype {_show(datatype)}; one of " + ", ".join(DATATYPES)
+            f"input `{name}`: unknown datatype {show(datatype)}; one of " + ", ".join(DATATYPES)
         )
     if datatype != spec.datatype and not _castable(datatype, spec.datatype):
         raise OipError(f"input `{name}`: the model takes {spec.datatype}, not {datatype}")
@@ -240,15 +219,15 @@ def _parse_tensor(name: str, tensor: dict[str, Any], spec: TensorSpec) -> Array:
     data = tensor.get("data")
     if not isinstance(data, list):
         raise OipError(f"input `{name}`: `data` must be a list")
-    array = _to_array(data, datatype)
+    array = to_array(data, datatype)
     if array is not None and datatype != spec.datatype:
         datatype = spec.datatype  # if the cast fails, say which values the model cannot take
-        array = _cast(array, datatype)
+        array = cast(array, datatype)
     if array is None:
-        bad = _first_bad(_flatten(data), datatype)
+        bad = first_bad(flatten(data), datatype)
         if bad is None:
             raise OipError(f"input `{name}`: the nested lists of `data` have unequal lengths")
-        raise OipError(f"input `{name}`: {_show(bad.value)} at element {bad.index} {bad.reason}")
+        raise OipError(f"input `{name}`: {show(bad.value)} at element {bad.index} {bad.reason}")
     count = math.prod(shape)
     if array.size != count:
         raise OipError(f"input `{name}`: shape {shape} needs {count} values, got {array.size}")
@@ -258,11 +237,11 @@ def _parse_tensor(name: str, tensor: dict[str, Any], spec: TensorSpec) -> Array:
 def _castable(given: str, wanted: str) -> bool:
     if given in ("BOOL", "BYTES") or wanted in ("BOOL", "BYTES"):
         return False
-    if given in _INTEGER and wanted in _FLOAT:
+    if given in INTEGER and wanted in FLOAT:
         return True
     if given == "FP64" and wanted == "FP32":
         return True
-    return bool(np.can_cast(_NUMPY[given], _NUMPY[wanted], "safe"))
+    return bool(np.can_cast(NUMPY[given], NUMPY[wanted], "safe"))
 
 
 def _fits(shape: Sequence[int], model: Sequence[int]) -> bool:
@@ -303,24 +282,24 @@ def _parse_records(
                 f"the model's input `{spec.name}` has {spec.shape[1]} columns "
                 f"but {len(features)} features are named"
             )
-        array = _to_array(rows, spec.datatype, ndim=2)
+        array = to_array(rows, spec.datatype, ndim=2)
         if array is None:
-            bad = _first_bad(chain.from_iterable(rows), spec.datatype)
+            bad = first_bad(chain.from_iterable(rows), spec.datatype)
             assert bad is not None  # rows are flat tuples: a misfit is a value, never a shape
             row, position = divmod(bad.index, len(features))
             raise OipError(
-                f"feature `{features[position]}` in row {row}: {_show(bad.value)} {bad.reason}"
+                f"feature `{features[position]}` in row {row}: {show(bad.value)} {bad.reason}"
             )
         return {spec.name: array}
     arrays: dict[str, Array] = {}
     for position, spec in enumerate(inputs):
         column = [row[position] for row in rows]
-        array = _to_array(column, spec.datatype, ndim=1)
+        array = to_array(column, spec.datatype, ndim=1)
         if array is None:
-            bad = _first_bad(column, spec.datatype)
+            bad = first_bad(column, spec.datatype)
             assert bad is not None
             raise OipError(
-                f"feature `{spec.name}` in row {bad.index}: {_show(bad.value)} {bad.reason}"
+                f"feature `{spec.name}` in row {bad.index}: {show(bad.value)} {bad.reason}"
             )
         arrays[spec.name] = array
     return arrays
@@ -347,113 +326,6 @@ def _rows(records: list[Any], features: tuple[str, ...]) -> list[tuple[Any, ...]
             )
         rows.append(values if width > 1 else (values,))
     return rows
-
-
-# --- values -------------------------------------------------------------------------------
-
-
-def _to_array(data: Sequence[Any], datatype: str, ndim: int | None = None) -> Array | None:
-    """The JSON values as an array of `datatype`'s dtype, or None when one does not fit (the
-    caller then finds it, for the message). numpy infers the dtype first, so a string or null
-    in numeric data shows as a non-numeric kind instead of being parsed or wrapped.
-    `ndim`, when given, is the nesting the values must have: a list where a scalar belongs
-    would otherwise just add a dimension."""
-    if datatype == "BYTES":
-        try:
-            array = np.array(data, dtype=object)
-        except ValueError:  # ragged in a way even an object array cannot hold
-            return None
-        if ndim is not None and array.ndim != ndim:
-            return None
-        return array if all(type(value) is str for value in array.flat) else None
-    try:
-        inferred = np.asarray(data)
-    except (ValueError, TypeError):  # ragged, or a type numpy cannot hold
-        return None
-    if ndim is not None and inferred.ndim != ndim:
-        return None
-    if inferred.size == 0:
-        return inferred.astype(_NUMPY[datatype])
-    if inferred.dtype.kind not in _ACCEPTS[datatype]:
-        return None
-    return _cast(inferred, datatype)
-
-
-def _cast(array: Array, datatype: str) -> Array | None:
-    """`array` as `datatype`, or None if a value is out of its range, which numpy would wrap
-    around (integers) or turn into infinity (floats, with a mere warning)."""
-    dtype = _NUMPY[datatype]
-    if array.dtype == dtype:
-        return array
-    if array.size and datatype in _INTEGER and not np.can_cast(array.dtype, dtype, "safe"):
-        limits = np.iinfo(dtype)
-        if array.min() < limits.min or array.max() > limits.max:
-            return None
-    if datatype not in _FLOAT or datatype == "FP64":
-        return array.astype(dtype)
-    try:
-        with np.errstate(over="raise"):  # only a finite value overflows; infinity stays so
-            return array.astype(dtype)
-    except FloatingPointError:
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class _BadValue:
-    index: int  # flat, row-major
-    value: Any
-    reason: str  # completes "<value> …"
-
-
-def _first_bad(values: Iterable[Any], datatype: str) -> _BadValue | None:
-    """The slow path, for the error message only. None: every value fits, so the structure
-    was at fault (nested lists of unequal lengths)."""
-    for index, value in enumerate(values):
-        reason = _misfit(value, datatype)
-        if reason is not None:
-            return _BadValue(index, value, reason)
-    return None
-
-
-def _flatten(data: Iterable[Any]) -> Iterator[Any]:
-    for value in data:
-        if isinstance(value, list):
-            yield from _flatten(value)
-        else:
-            yield value
-
-
-def _misfit(value: Any, datatype: str) -> str | None:
-    if datatype == "BYTES":
-        return None if type(value) is str else "is not a string (BYTES)"
-    if datatype == "BOOL":
-        return None if type(value) is bool else "is not a boolean (BOOL)"
-    if datatype in _INTEGER:
-        if type(value) is bool:
-            return None
-        if type(value) is not int:
-            return f"is not an integer ({datatype})"
-        limits = np.iinfo(_NUMPY[datatype])
-        return None if limits.min <= value <= limits.max else f"is out of range for {datatype}"
-    if type(value) not in (bool, int, float):
-        return f"is not a number ({datatype})"
-    if datatype == "FP64":
-        return None
-    try:
-        magnitude = abs(float(value))
-    except OverflowError:  # an integer beyond any float
-        return f"is out of range for {datatype}"
-    limit = float(np.finfo(_NUMPY[datatype]).max)
-    # Infinity itself stays infinity; only finite values can overflow.
-    return f"is out of range for {datatype}" if limit < magnitude < math.inf else None
-
-
-def _show(value: Any) -> str:
-    """A value as the client wrote it: JSON, not Python's repr."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        return repr(value)
 
 
 # --- encoding -----------------------------------------------------------------------------
@@ -517,7 +389,7 @@ def _flat(output: Any) -> tuple[str, Any]:
     them natively, and writes FP32 as the shortest decimal that reads back to the same float
     (0.1, not 0.10000000149011612)."""
     array = np.asarray(output)
-    datatype = _DATATYPE.get(array.dtype)
+    datatype = DATATYPE_OF.get(array.dtype)
     if datatype is not None:
         return datatype, array.reshape(-1)
     if array.dtype.kind in "OUS":
@@ -531,7 +403,7 @@ def _rows_of(name: str, output: Any) -> Any:
     array = np.asarray(output)
     if array.ndim == 0:
         raise ValueError(f"output `{name}` has no rows (it is a scalar)")
-    if array.dtype in _DATATYPE:
+    if array.dtype in DATATYPE_OF:
         return np.ascontiguousarray(array)
     if array.dtype.kind in "OUS":
         return _texts(array.tolist())
