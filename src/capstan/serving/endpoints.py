@@ -111,7 +111,8 @@ async def infer(request: Request, record: CallRecord) -> Response:
     except OipError as exc:
         raise GatewayError(exc.status, exc.message, code="invalid_input") from exc
     outputs = await _loaded(gateway.models.predict(version, parsed.inputs), version)
-    record.answered({name: value.tolist() for name, value in outputs.items()})
+    if record.keeps_payloads:  # the project logs payloads: the outputs go on the event
+        record.answered({name: value.tolist() for name, value in outputs.items()})
     if parsed.records:
         payload = encode_records(outputs, record.id)
     else:
