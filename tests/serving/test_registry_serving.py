@@ -331,3 +331,35 @@ def test_registry_models_are_listed_by_v1_models(
     owners = {m["id"]: m["owned_by"] for m in listed["data"]}
     assert owners[name] == "capstan-registry"
     assert owners["chat-default"] == "capstan"
+
+
+def test_inputs_and_outputs_are_logged_only_for_a_project_that_opts_in(
+    gateway: GatewayUnderTest, http: httpx.Client, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x, y = data
+    content, filename, fields, _ = sklearn_model(x, y)
+    name = f"logged-{next(_names)}"
+    assert register(http, name, content, filename, **fields).status_code == 201
+    for path, body in [
+        ("/api/v1/departments", {"name": "scoring-dept"}),
+        ("/api/v1/teams", {"name": "scoring-team", "department": "scoring-dept"}),
+        ("/api/v1/projects", {"name": "scoring", "team": "scoring-team", "log_payloads": True}),
+        ("/api/v1/projects", {"name": "quiet", "team": "scoring-team"}),
+    ]:
+        assert http.post(path, json=body).status_code == 201
+    analyst = make_key(http, "analyst")["key"]
+    rows = {"inputs": [dict(zip(FEATURES, x[0].tolist(), strict=True))]}
+    payloads = {}
+    for project in ("scoring", "quiet"):
+        key = make_key(http, "service", project=project)["key"]
+        answer = httpx.post(
+            f"{gateway.url}/v2/models/{name}/infer", json=rows, headers=bearer(key), timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+        request_event(http, answer.headers["x-capstan-request-id"])  # landed
+        with httpx.Client(base_url=gateway.url, headers=bearer(analyst), timeout=10) as reader:
+            event = reader.get(f"/api/v1/requests/{answer.headers['x-capstan-request-id']}")
+        payloads[project] = event.json()["payload"]
+    assert payloads["quiet"] is None
+    assert payloads["scoring"]["request"] == rows
+    assert "label" in payloads["scoring"]["response"]
