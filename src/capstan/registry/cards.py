@@ -19,8 +19,6 @@ from typing import Any
 
 import jinja2
 
-from capstan.registry.profile import summary
-
 NOT_STATED = "Not stated."
 LINEAGE = ("train_data_uri", "train_data_sha256", "code_commit", "parent_version")
 
@@ -170,7 +168,7 @@ def _card(
         "outputs": [_tensor(s) for s in signature.get("outputs") or ()],
         "columns": [str(c) for c in signature.get("columns") or ()],
         "profile_rows": None if profile is None else _num(profile.get("rows")),
-        "profile": [] if profile is None else [_profile_row(r) for r in summary(profile)],
+        "profile": [] if profile is None else [_profile_row(r) for r in _summary(profile)],
         "params": [[str(k), _num(v)] for k, v in (version.get("params") or {}).items()],
         "artifact": [
             ["Flavor", _stated(version.get("flavor"))],
@@ -249,8 +247,8 @@ def _profile_diff(
 ) -> list[dict[str, Any]]:
     if first is None or second is None:
         return []
-    a = {str(r["name"]): r for r in summary(first)}
-    b = {str(r["name"]): r for r in summary(second)}
+    a = {str(r["name"]): r for r in _summary(first)}
+    b = {str(r["name"]): r for r in _summary(second)}
     rows = []
     for column in _keys(a, b):
         x, y = a.get(column, {}), b.get(column, {})
@@ -374,3 +372,11 @@ def _visible(text: str) -> str:
 def _plain(value: Any) -> str:
     """One line of plain text: a newline in a value must not break the alignment."""
     return _visible(str(value)).replace("\n", "\\n")
+
+
+def _summary(profile: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """`profile.summary`, imported when a card is drawn: that module loads numpy, which the
+    control API does not otherwise need at start."""
+    from capstan.registry.profile import summary
+
+    return summary(profile)

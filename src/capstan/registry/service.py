@@ -27,7 +27,6 @@ from capstan.identity.principal import Principal
 from capstan.identity.roles import Permission
 from capstan.identity.scope import ScopePath
 from capstan.prompts.service import is_duplicate
-from capstan.registry.scanning import require_safe
 from capstan.registry.signature import Signature
 from capstan.registry.storage import ArtifactStore
 from capstan.store.engine import Store
@@ -112,6 +111,7 @@ class Registry:
         # numpy and the model libraries load with the first registration, not with every
         # process that builds the services.
         from capstan.registry.inference import onnx_signature
+        from capstan.registry.scanning import require_safe
         from capstan.serving.loaders import load_model
 
         principal.require(Permission.REGISTRY_WRITE)

@@ -12,10 +12,9 @@ import contextlib
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
-
-from fsspec.core import url_to_fs  # type: ignore[import-untyped]
 
 from capstan.errors import CapstanError, Conflict, InvalidInput, NotFound
 
@@ -61,11 +60,30 @@ class ArtifactStore:
     `storage_options` go to the filesystem (credentials, endpoint) as fsspec expects them."""
 
     def __init__(self, root: str, **storage_options: Any) -> None:
-        self._fs, path = url_to_fs(root, **storage_options)
-        self._root = str(path).rstrip("/")
-        # URIs handed out are this prefix plus model/version/file; reads accept nothing else,
-        # so a URI from the database cannot point the store at arbitrary objects.
-        self._root_uri = str(self._fs.unstrip_protocol(f"{self._root}/_"))[:-1]
+        # The filesystem is opened on first use: every process builds the store, few touch it.
+        self._url = root
+        self._options = storage_options
+
+    @cached_property
+    def _fs(self) -> Any:
+        return self._opened[0]
+
+    @cached_property
+    def _root(self) -> str:
+        return str(self._opened[1]).rstrip("/")
+
+    @cached_property
+    def _root_uri(self) -> str:
+        """URIs handed out are this prefix plus model/version/file; reads accept nothing else,
+        so a URI from the database cannot point the store at arbitrary objects."""
+        return str(self._fs.unstrip_protocol(f"{self._root}/_"))[:-1]
+
+    @cached_property
+    def _opened(self) -> tuple[Any, str]:
+        from fsspec.core import url_to_fs  # type: ignore[import-untyped]
+
+        fs, path = url_to_fs(self._url, **self._options)
+        return fs, str(path)
 
     def put(
         self, source: Path | bytes, *, model: str, version: int, filename: str

@@ -15,9 +15,9 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-
-import fsspec  # type: ignore[import-untyped]
+from typing import Any
 
 from capstan.errors import InvalidInput, NotFound
 from capstan.ids import new_id
@@ -46,8 +46,24 @@ def check_filename(filename: str) -> str:
 
 class Uploads:
     def __init__(self, store_url: str, max_bytes: int) -> None:
-        self.fs, self.root = fsspec.core.url_to_fs(store_url)
+        self.store_url = store_url
         self.max_bytes = max_bytes
+
+    @cached_property
+    def _opened(self) -> tuple[Any, str]:
+        """The store's filesystem, opened on the first upload (most processes take none)."""
+        from fsspec.core import url_to_fs  # type: ignore[import-untyped]
+
+        fs, root = url_to_fs(self.store_url)
+        return fs, str(root)
+
+    @property
+    def fs(self) -> Any:
+        return self._opened[0]
+
+    @property
+    def root(self) -> str:
+        return self._opened[1]
 
     def _path(self, upload_id: str, filename: str) -> str:
         return f"{self.root.rstrip('/')}/{PREFIX}/{upload_id}/{filename}"
