@@ -1,0 +1,19 @@
+"""A gateway process starts without the heavy libraries: they load with the first call that
+needs them (an experiment's status, a registry model, an upload), so a gateway that serves
+LLM calls keeps its memory (the benchmark's budget is 150 MB under load) and its start-up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("numpy", "scipy", "onnxruntime", "sklearn", "skops", "pandas", "fsspec", "picklescan")
+
+
+@pytest.mark.parametrize("module", ["capstan.app", "capstan.cli.main"])
+def test_starting_imports_none_of_the_heavy_libraries(module: str) -> None:
+    code = f"import sys, {module}; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
