@@ -9,7 +9,17 @@ import sys
 
 import pytest
 
-HEAVY = ("numpy", "scipy", "onnxruntime", "sklearn", "skops", "pandas", "fsspec", "picklescan")
+HEAVY = (
+    "numpy",
+    "scipy",
+    "onnxruntime",
+    "sklearn",
+    "skops",
+    "pandas",
+    "fsspec",
+    "picklescan",
+    "jinja2",
+)
 
 
 @pytest.mark.parametrize("module", ["capstan.app", "capstan.cli.main"])

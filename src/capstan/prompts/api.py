@@ -22,7 +22,6 @@ from capstan.errors import InvalidInput
 from capstan.identity.principal import Principal
 from capstan.identity.roles import Permission
 from capstan.prompts.documents import parse_document
-from capstan.prompts.render import render
 from capstan.prompts.service import labels_of, parse_ref
 from capstan.prompts.snapshot import served_version
 from capstan.prompts.variables import bind
@@ -241,6 +240,8 @@ def _label_view(name: str, row: PromptLabel) -> LabelOut:
 def render_prompt(name: str, body: RenderIn, services: Svc, principal: Reader) -> RenderOut:
     """What the gateway would put into a request for these variables (400 naming a variable
     that is missing or of the wrong type)."""
+    from capstan.prompts.render import render
+
     if body.label is not None and body.version is not None:
         raise InvalidInput("ask for a label or a version, not both", field="version")
     label, number = (body.label, body.version) if body.version else parse_ref(body.label)

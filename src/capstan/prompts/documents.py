@@ -11,14 +11,16 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import yaml
 
 from capstan.errors import InvalidInput
-from capstan.prompts.render import PromptTemplate, compile_prompt
 from capstan.prompts.variables import parse_variables, schema_document
+
+if TYPE_CHECKING:
+    from capstan.prompts.render import PromptTemplate
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 LABEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -128,6 +130,8 @@ def parse_document(data: Any) -> PromptDocument:
             )
     variables = schema_document(parse_variables(data.get("variables") or {}))
     messages, text = data.get("messages"), data.get("text")
+    from capstan.prompts.render import compile_prompt  # Jinja2: loaded by the first prompt
+
     template = compile_prompt(messages=messages, text=text)
     if messages is not None:
         messages = [{"role": m["role"], "content": m["content"]} for m in messages]

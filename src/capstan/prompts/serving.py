@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from capstan.errors import CapstanError
 from capstan.gateway.errors import GatewayError
 from capstan.prompts.assignment import assign, subject_of
-from capstan.prompts.render import render
 from capstan.prompts.snapshot import (
     PromptEntry,
     PromptIndex,
@@ -147,6 +146,8 @@ def render_into(
 ) -> None:
     """Render `served` with the request's variables into `body`; a variable missing or of the
     wrong type, or a template that breaks the sandbox's rules, is a 400 naming it."""
+    from capstan.prompts.render import render  # Jinja2: loaded by the first prompt
+
     try:
         rendered = render(served.template, bind(served.variables, variables))
     except CapstanError as exc:

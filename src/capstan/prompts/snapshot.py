@@ -16,15 +16,17 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from capstan.prompts.assignment import Variant
-from capstan.prompts.render import PromptTemplate, compile_prompt
 from capstan.prompts.variables import VariableSpec, parse_variables
 from capstan.store.schema import Prompt, PromptExperiment, PromptLabel, PromptVersion
+
+if TYPE_CHECKING:
+    from capstan.prompts.render import PromptTemplate
 
 CACHED_VERSIONS = 4096
 
@@ -91,6 +93,8 @@ class VersionCache:
 
 def served_version(name: str, row: PromptVersion) -> ServedVersion:
     """A stored version compiled (it compiled when it was pushed, so this does not fail)."""
+    from capstan.prompts.render import compile_prompt  # Jinja2: loaded by the first prompt
+
     return ServedVersion(
         prompt=name,
         version=row.version,

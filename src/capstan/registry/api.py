@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from capstan.api.auth import authorize, services_of
 from capstan.identity.principal import Principal
 from capstan.identity.roles import Permission
-from capstan.registry.cards import card_html, card_markdown, version_diff
 from capstan.registry.service import VersionRequest
 from capstan.services import Services
 from capstan.store.schema import ModelVersion, RegisteredModel
@@ -263,6 +262,8 @@ def model_card(
 ) -> Response:
     """The version's model card, rendered from the registry as it is now: intended use, owner,
     risk tier, lineage, metrics, signature, reference profile, approvals and status."""
+    from capstan.registry.cards import card_html, card_markdown  # Jinja2: on first card
+
     model, row, aliases = services.registry.version(principal, name, ref)
     latest = services.registry.latest(principal, name)
     model_data = model_view(model, latest, aliases).model_dump(mode="json")
@@ -288,6 +289,8 @@ def diff_versions(
     to_version: Annotated[int, Query(alias="to", ge=1)],
 ) -> dict[str, Any]:
     """Two versions side by side: metrics, signature, lineage, parameters, profile."""
+    from capstan.registry.cards import version_diff
+
     found = []
     for number in (from_version, to_version):
         _, row, aliases = services.registry.version(principal, name, number)
