@@ -62,6 +62,7 @@ class Services:
         directory = Directory(store, changes)
         vault = SecretVault(store, changes, MasterKeyring.load(settings))
         prompts = Prompts(store, directory, changes)
+        artifacts = ArtifactStore(settings.artifact_store_url)
         return cls(
             settings=settings,
             store=store,
@@ -80,10 +81,8 @@ class Services:
             prompts=prompts,
             experiments=Experiments(store, prompts, changes),
             feedback=FeedbackLog(store),
-            registry=Registry(
-                store, directory, changes, ArtifactStore(settings.artifact_store_url)
-            ),
-            uploads=Uploads(settings.artifact_store_url, settings.max_artifact_bytes),
+            registry=Registry(store, directory, changes, artifacts),
+            uploads=Uploads(artifacts, settings.max_artifact_bytes),
         )
 
     def close(self) -> None:

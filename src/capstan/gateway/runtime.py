@@ -35,7 +35,6 @@ from capstan.gateway.providers.registry import provider_for
 from capstan.gateway.recording import CallRecord
 from capstan.gateway.routing import LatencyTracker, candidates, static_order
 from capstan.prompts.snapshot import VersionCache
-from capstan.registry.storage import ArtifactStore
 from capstan.services import Services
 from capstan.serving.runtime import ModelServer
 
@@ -122,7 +121,7 @@ class Gateway:
         self.prompt_versions = VersionCache()
         # Registry models, loaded on first use.
         self.models = ModelServer(
-            ArtifactStore(settings.artifact_store_url),
+            services.registry.artifacts,
             services.store,
             services.audit,
             settings.model_cache_size,

@@ -26,6 +26,21 @@ from capstan.store.schema import Department, Organization, Project, Team, User
 Row = TypeVar("Row", Department, Team, Project, User)
 
 
+def project_scope(project: Project) -> ScopePath:
+    return ScopePath(project.org_id, project.department_id, project.team_id, project.id)
+
+
+def owner_scope(session: Session, org_id: uuid.UUID, project_id: uuid.UUID | None) -> ScopePath:
+    """Where a resource owned by a project (or, without one, by the organization) sits, for
+    `Principal.require_within`."""
+    if project_id is None:
+        return ScopePath(org_id)
+    project = session.get(Project, project_id)
+    if project is None:  # pragma: no cover - a foreign key keeps it
+        raise NotFound("the owning project is gone", field="project")
+    return project_scope(project)
+
+
 def installation_organization(session: Session) -> Organization | None:
     """The installation's organization: the first one created (by `capstan init`)."""
     return session.scalars(select(Organization).order_by(Organization.created_at).limit(1)).first()
@@ -192,7 +207,7 @@ class Directory:
         """The scope named by at most one of department, team or project (name or id)."""
         if project is not None:
             p = self._resolve(session, Project, org_id, project, "project")
-            return ScopePath(org_id, p.department_id, p.team_id, p.id)
+            return project_scope(p)
         if team is not None:
             t = self._resolve(session, Team, org_id, team, "team")
             return ScopePath(org_id, t.department_id, t.id)

@@ -25,8 +25,8 @@ from capstan.identity.roles import Permission
 from capstan.ids import parse_id
 from capstan.prompts.assignment import parse_sticky
 from capstan.prompts.documents import check_label
-from capstan.prompts.service import Prompts, is_duplicate
-from capstan.store.engine import Store
+from capstan.prompts.service import Prompts
+from capstan.store.engine import Store, is_duplicate
 from capstan.store.schema import Prompt, PromptExperiment, PromptVersion
 
 if TYPE_CHECKING:

@@ -20,12 +20,12 @@ from sqlalchemy.orm import Session
 from capstan.clock import utcnow
 from capstan.errors import Conflict, Forbidden, InvalidInput, NotFound
 from capstan.identity.changes import ChangeRecorder, state_of
-from capstan.identity.directory import Directory
+from capstan.identity.directory import Directory, owner_scope, project_scope
 from capstan.identity.principal import Principal
 from capstan.identity.roles import Permission, role_can
 from capstan.identity.scope import ScopePath
-from capstan.prompts.documents import PromptDocument, check_label, check_name, version_document
-from capstan.store.engine import Store
+from capstan.prompts.documents import PromptDocument, check_label, version_document
+from capstan.store.engine import Store, is_duplicate
 from capstan.store.schema import Project, Prompt, PromptLabel, PromptLabelMove, PromptVersion
 
 PRODUCTION = "production"
@@ -63,12 +63,6 @@ def parse_ref(ref: str | None) -> tuple[str | None, int | None]:
     return check_label(ref), None
 
 
-def split_name(text: str) -> tuple[str, str | None]:
-    """`support-reply@production` → ("support-reply", "production"); no `@` → (name, None)."""
-    name, _, ref = text.partition("@")
-    return check_name(name), ref or None
-
-
 class Prompts:
     def __init__(self, store: Store, directory: Directory, changes: ChangeRecorder) -> None:
         self.store = store
@@ -90,7 +84,7 @@ class Prompts:
             if prompt is None:
                 prompt = self._create(session, principal, document)
             else:
-                principal.require_within(_path(session, prompt))
+                principal.require_within(owner_scope(session, prompt.org_id, prompt.project_id))
                 self._update_owner(session, principal, prompt, document)
             latest = _latest(session, prompt.id)
             if latest is not None and latest.content_hash == digest:
@@ -124,7 +118,7 @@ class Prompts:
 
     def _create(self, session: Session, principal: Principal, document: PromptDocument) -> Prompt:
         project = self._project(session, principal, document.project)
-        path = _project_path(project) if project is not None else ScopePath(principal.scope.org_id)
+        path = project_scope(project) if project is not None else ScopePath(principal.scope.org_id)
         principal.require_within(path)
         prompt = Prompt(
             org_id=principal.scope.org_id,
@@ -308,10 +302,10 @@ class Prompts:
                         f"project {project.name!r} asks for approval: only an approver moves "
                         f"the `production` label of its prompts"
                     )
-                principal.require_within(_project_path(project))
+                principal.require_within(project_scope(project))
                 return
         principal.require(Permission.PROMPTS_WRITE)
-        principal.require_within(_path(session, prompt))
+        principal.require_within(owner_scope(session, prompt.org_id, prompt.project_id))
 
     def _point(
         self,
@@ -354,12 +348,6 @@ class Prompts:
         return row
 
 
-def is_duplicate(exc: IntegrityError) -> bool:
-    """A unique constraint refused the row (a concurrent writer was first); any other
-    integrity error is a bug, not a conflict to retry."""
-    return "unique" in str(exc.orig).lower()
-
-
 def _prompt_or_none(session: Session, org_id: uuid.UUID, name: str) -> Prompt | None:
     return session.scalars(
         select(Prompt).where(Prompt.org_id == org_id, Prompt.name == name)
@@ -395,19 +383,6 @@ def _labels(session: Session, prompt_id: uuid.UUID) -> dict[str, int]:
         select(PromptLabel.name, PromptLabel.version).where(PromptLabel.prompt_id == prompt_id)
     ).all()
     return {name: version for name, version in rows}
-
-
-def _project_path(project: Project) -> ScopePath:
-    return ScopePath(project.org_id, project.department_id, project.team_id, project.id)
-
-
-def _path(session: Session, prompt: Prompt) -> ScopePath:
-    if prompt.project_id is None:
-        return ScopePath(prompt.org_id)
-    project = session.get(Project, prompt.project_id)
-    if project is None:  # pragma: no cover - a foreign key keeps it
-        raise Forbidden("the prompt's project is gone")
-    return _project_path(project)
 
 
 def _document(name: str, version: PromptVersion) -> str:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from capstan.errors import CapstanError
 from capstan.gateway.errors import GatewayError
 from capstan.prompts.assignment import assign, subject_of
+from capstan.prompts.service import LATEST
+from capstan.prompts.service import PRODUCTION as DEFAULT_LABEL
 from capstan.prompts.snapshot import (
     PromptEntry,
     PromptIndex,
@@ -36,8 +38,6 @@ if TYPE_CHECKING:
 
 PROMPT_HEADER = "x-capstan-prompt"
 VERSION_HEADER = "x-capstan-prompt-version"
-DEFAULT_LABEL = "production"
-LATEST = "latest"
 # Prompt parameters an Anthropic request takes, under its own name where it differs.
 _ANTHROPIC_PARAMS = {
     "max_tokens": "max_tokens",

@@ -22,15 +22,13 @@ from sqlalchemy.orm import Session
 from capstan.clock import utcnow
 from capstan.errors import Conflict, InvalidInput, NotFound
 from capstan.identity.changes import ChangeRecorder, state_of
-from capstan.identity.directory import Directory
+from capstan.identity.directory import Directory, owner_scope
 from capstan.identity.principal import Principal
 from capstan.identity.roles import Permission
-from capstan.identity.scope import ScopePath
-from capstan.prompts.service import is_duplicate
 from capstan.registry.signature import Signature
 from capstan.registry.storage import ArtifactStore
-from capstan.store.engine import Store
-from capstan.store.schema import ModelAlias, ModelVersion, Project, RegisteredModel
+from capstan.store.engine import Store, is_duplicate
+from capstan.store.schema import ModelAlias, ModelVersion, RegisteredModel
 from capstan.store.schema.registry import FLAVORS, RISK_TIERS, STATUSES
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
@@ -205,7 +203,7 @@ class Registry:
                 risk_tier=request.risk_tier,
                 created_by=principal.actor,
             )
-            principal.require_within(_path_of(session, model))
+            principal.require_within(owner_scope(session, model.org_id, model.project_id))
             session.add(model)
             try:
                 self.changes.record(session, principal, "model.create", model, before=None)
@@ -214,7 +212,7 @@ class Registry:
                     raise
                 raise Conflict(f"model {request.name!r} was created meanwhile") from exc
             return model
-        principal.require_within(_path_of(session, model))
+        principal.require_within(owner_scope(session, model.org_id, model.project_id))
         before = state_of(model)
         changed = False
         for column, value in (
@@ -289,7 +287,7 @@ class Registry:
         check_alias(alias)
         with self.store.write() as session:
             model = _find(session, principal.scope.org_id, name)
-            principal.require_within(_path_of(session, model))
+            principal.require_within(owner_scope(session, model.org_id, model.project_id))
             if _version(session, model.id, version) is None:
                 raise NotFound(f"model {name!r} has no version {version}", field="version")
             return self._point(session, principal, model, alias, version)
@@ -298,7 +296,7 @@ class Registry:
         principal.require(Permission.REGISTRY_WRITE)
         with self.store.write() as session:
             model = _find(session, principal.scope.org_id, name)
-            principal.require_within(_path_of(session, model))
+            principal.require_within(owner_scope(session, model.org_id, model.project_id))
             row = session.scalars(
                 select(ModelAlias).where(ModelAlias.model_id == model.id, ModelAlias.name == alias)
             ).first()
@@ -315,7 +313,7 @@ class Registry:
             raise InvalidInput(f"status is one of {', '.join(STATUSES)}", field="status")
         with self.store.write() as session:
             model = _find(session, principal.scope.org_id, name)
-            principal.require_within(_path_of(session, model))
+            principal.require_within(owner_scope(session, model.org_id, model.project_id))
             row = _version(session, model.id, version)
             if row is None:
                 raise NotFound(f"model {name!r} has no version {version}", field="version")
@@ -409,11 +407,3 @@ def _aliases(session: Session, model_id: uuid.UUID) -> dict[str, int]:
         select(ModelAlias.name, ModelAlias.version).where(ModelAlias.model_id == model_id)
     ).all()
     return {name: version for name, version in rows}
-
-
-def _path_of(session: Session, model: RegisteredModel) -> ScopePath:
-    if model.project_id is None:
-        return ScopePath(model.org_id)
-    project = session.get(Project, model.project_id)
-    assert project is not None
-    return ScopePath(project.org_id, project.department_id, project.team_id, project.id)

@@ -7,7 +7,7 @@ answers and what an infer request is checked against. A dimension of -1 is free 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,10 +67,3 @@ class Signature:
             tuple(TensorSpec.from_json(t) for t in data.get("outputs", ())),
             tuple(str(c) for c in data.get("columns", ())),
         )
-
-
-def spec_names(specs: Sequence[TensorSpec]) -> list[str]:
-    return [spec.name for spec in specs]
-
-
-# --- inference -------------------------------------------------------------------------------

@@ -65,18 +65,19 @@ class ArtifactStore:
         self._options = storage_options
 
     @cached_property
-    def _fs(self) -> Any:
+    def fs(self) -> Any:
+        """The store's fsspec filesystem (uploads write beside the versions)."""
         return self._opened[0]
 
     @cached_property
-    def _root(self) -> str:
+    def root(self) -> str:
         return str(self._opened[1]).rstrip("/")
 
     @cached_property
     def _root_uri(self) -> str:
         """URIs handed out are this prefix plus model/version/file; reads accept nothing else,
         so a URI from the database cannot point the store at arbitrary objects."""
-        return str(self._fs.unstrip_protocol(f"{self._root}/_"))[:-1]
+        return str(self.fs.unstrip_protocol(f"{self.root}/_"))[:-1]
 
     @cached_property
     def _opened(self) -> tuple[Any, str]:
@@ -89,16 +90,16 @@ class ArtifactStore:
         self, source: Path | bytes, *, model: str, version: int, filename: str
     ) -> StoredArtifact:
         path = self._object_path(model, version, filename)
-        uri = str(self._fs.unstrip_protocol(path))
-        if self._fs.exists(path):
+        uri = str(self.fs.unstrip_protocol(path))
+        if self.fs.exists(path):
             raise _exists(uri)
         parent = path.rsplit("/", 1)[0]
         if parent:
-            self._fs.makedirs(parent, exist_ok=True)
+            self.fs.makedirs(parent, exist_ok=True)
         try:
             # "xb" (exclusive create) closes the race between the check above and the write
             # where the backend supports it (local, memory, S3 conditional writes).
-            handle = self._fs.open(path, "xb")
+            handle = self.fs.open(path, "xb")
         except FileExistsError as exc:
             raise _exists(uri) from exc
         digest = hashlib.sha256()
@@ -127,7 +128,7 @@ class ArtifactStore:
         digest = hashlib.sha256()
         buffer = bytearray()
         try:
-            with self._fs.open(path, "rb") as handle:
+            with self.fs.open(path, "rb") as handle:
                 while chunk := handle.read(CHUNK_SIZE):
                     digest.update(chunk)
                     buffer += chunk
@@ -143,7 +144,7 @@ class ArtifactStore:
         _check_segment("filename", filename)
         if isinstance(version, bool) or not isinstance(version, int) or version < 0:
             raise InvalidInput(f"version must be a non-negative integer, not {version!r}")
-        return f"{self._root}/{model}/{version}/{filename}"
+        return f"{self.root}/{model}/{version}/{filename}"
 
     def _path_of(self, uri: str) -> str:
         if not uri.startswith(self._root_uri):
@@ -155,7 +156,7 @@ class ArtifactStore:
 
     def _remove_quietly(self, path: str) -> None:
         with contextlib.suppress(OSError):
-            self._fs.rm(path)
+            self.fs.rm(path)
 
 
 def _chunks(source: Path | bytes) -> Iterator[bytes]:

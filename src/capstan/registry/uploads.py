@@ -15,12 +15,12 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from capstan.errors import InvalidInput, NotFound
 from capstan.ids import new_id
+from capstan.registry.storage import ArtifactStore
 
 FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 PREFIX = "_uploads"
@@ -45,25 +45,19 @@ def check_filename(filename: str) -> str:
 
 
 class Uploads:
-    def __init__(self, store_url: str, max_bytes: int) -> None:
-        self.store_url = store_url
+    """Uploads live in the artifact store's own filesystem, beside the versions."""
+
+    def __init__(self, store: ArtifactStore, max_bytes: int) -> None:
+        self.store = store
         self.max_bytes = max_bytes
-
-    @cached_property
-    def _opened(self) -> tuple[Any, str]:
-        """The store's filesystem, opened on the first upload (most processes take none)."""
-        from fsspec.core import url_to_fs  # type: ignore[import-untyped]
-
-        fs, root = url_to_fs(self.store_url)
-        return fs, str(root)
 
     @property
     def fs(self) -> Any:
-        return self._opened[0]
+        return self.store.fs
 
     @property
     def root(self) -> str:
-        return self._opened[1]
+        return self.store.root
 
     def _path(self, upload_id: str, filename: str) -> str:
         return f"{self.root.rstrip('/')}/{PREFIX}/{upload_id}/{filename}"

@@ -55,9 +55,6 @@ class ModelServer:
             max_workers=threads or min(4, os.cpu_count() or 1), thread_name_prefix="infer"
         )
 
-    def is_loaded(self, version: ServableVersion) -> bool:
-        return version.key in self._loaded
-
     async def model(self, version: ServableVersion) -> LoadedModel:
         """The loaded model of `version`, loading it (once, however many ask) if needed."""
         key = version.key

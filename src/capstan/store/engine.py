@@ -66,6 +66,13 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
+def is_duplicate(exc: BaseException) -> bool:
+    """A unique constraint refused the row (a concurrent writer was first); any other integrity
+    error is a bug, not a conflict to retry. SQLite says "UNIQUE constraint failed",
+    PostgreSQL "duplicate key value violates unique constraint"."""
+    return isinstance(exc, DBAPIError) and "unique" in str(exc.orig).lower()
+
+
 class Store:
     """The SQL store: an engine plus read and write transactions."""
 
