@@ -26,7 +26,7 @@ from capstan.gateway.edge import (
 from capstan.gateway.errors import GatewayError
 from capstan.gateway.recording import CallRecord
 from capstan.registry.storage import ArtifactTampered
-from capstan.serving.index import ServableVersion
+from capstan.serving.index import ServableModel, ServableVersion
 
 PLATFORMS = {
     "onnx": "onnxruntime_onnx",
@@ -44,6 +44,10 @@ def oip_error(error: GatewayError) -> dict[str, Any]:
 
 async def _version(request: Request) -> ServableVersion:
     """The version the path names: `{name}[@alias]` and an optional `/versions/{v}`."""
+    return (await _model_version(request))[1]
+
+
+async def _model_version(request: Request) -> tuple[ServableModel, ServableVersion]:
     gateway = gateway_of(request)
     table = await gateway.routing_table()
     name, _, alias = request.path_params["model"].partition("@")
@@ -55,7 +59,7 @@ async def _version(request: Request) -> ServableVersion:
     if version is None:
         what = f"version `{ref}`" if ref else "a servable version"
         raise GatewayError(404, f"model `{name}` has no {what}", code="model_not_found")
-    return version
+    return model, version
 
 
 async def live(request: Request) -> Response:
@@ -72,9 +76,7 @@ async def metadata(request: Request, record: CallRecord) -> Response:
     from capstan.serving.oip import model_metadata  # numpy: loaded by the first model call
 
     await authenticate(gateway_of(request).services, request)
-    version = await _version(request)
-    table = await gateway_of(request).routing_table()
-    model = table.models.models[version.name]
+    model, version = await _model_version(request)
     body = model_metadata(
         version.name,
         [str(n) for n in sorted(model.versions)],
