@@ -1,5 +1,5 @@
-"""Running provider calls from synchronous tests: each call gets its own aiohttp session and
-event loop, as the gateway's data plane gives each adapter a live `ClientSession`."""
+"""Running provider calls from synchronous tests: each call gets its own upstream client and
+event loop, as the gateway's data plane gives each adapter its live `UpstreamClient`."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import aiohttp
+from capstan.gateway.upstream_client import UpstreamClient
 
 T = TypeVar("T")
 
 
-def with_session(call: Callable[[aiohttp.ClientSession], Awaitable[T]]) -> T:
+def with_session(call: Callable[[UpstreamClient], Awaitable[T]]) -> T:
     async def main() -> T:
-        async with aiohttp.ClientSession() as http:
+        http = UpstreamClient()
+        try:
             return await call(http)
+        finally:
+            await http.close()
 
     return asyncio.run(main())

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
-import aiohttp
 import anthropic
 import pytest
 from starlette.applications import Starlette
@@ -28,6 +27,7 @@ from capstan.gateway.providers.base import (
     Upstream,
     UpstreamError,
 )
+from capstan.gateway.upstream_client import UpstreamClient
 from tests import simulator_fixtures
 from tests.openai_spec import validate_openai
 from tests.provider_session import with_session
@@ -54,7 +54,7 @@ def chat(upstream: Upstream, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def stream_chat(upstream: Upstream, request: dict[str, Any]) -> list[dict[str, Any]]:
-    async def collect(http: aiohttp.ClientSession) -> list[dict[str, Any]]:
+    async def collect(http: UpstreamClient) -> list[dict[str, Any]]:
         return [chunk async for chunk in PROVIDER.stream_chat(http, upstream, request)]
 
     return with_session(collect)
@@ -270,7 +270,7 @@ def test_native_messages_pass_the_body_and_beta_header_through(simulator: Runnin
 
 
 def test_native_stream_yields_events_as_received(simulator: RunningServer) -> None:
-    async def collect(http: aiohttp.ClientSession) -> list[tuple[str, dict[str, Any]]]:
+    async def collect(http: UpstreamClient) -> list[tuple[str, dict[str, Any]]]:
         return [e async for e in stream_messages(http, upstream_at(simulator), NATIVE_BODY, None)]
 
     events = with_session(collect)

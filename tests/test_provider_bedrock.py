@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
-import aiohttp
 import pytest
 from aiohttp import web
 from botocore.auth import SigV4Auth
@@ -19,6 +18,7 @@ from botocore.credentials import Credentials
 
 from capstan.gateway.providers.base import FailureKind, TranslationError, Upstream, UpstreamError
 from capstan.gateway.providers.bedrock import BedrockProvider
+from capstan.gateway.upstream_client import UpstreamClient
 from tests import simulator_fixtures
 from tests.provider_session import with_session
 from tests.servers import RunningServer
@@ -56,7 +56,7 @@ def chat(upstream: Upstream, **request: Any) -> dict[str, Any]:
 def stream(upstream: Upstream, **request: Any) -> list[dict[str, Any]]:
     body = {"model": upstream.model, "messages": HELLO, **request}
 
-    async def collect(http: aiohttp.ClientSession) -> list[dict[str, Any]]:
+    async def collect(http: UpstreamClient) -> list[dict[str, Any]]:
         return [chunk async for chunk in provider.stream_chat(http, upstream, body)]
 
     return with_session(collect)
@@ -280,8 +280,11 @@ async def capture(upstream_for: Callable[[str], Upstream]) -> tuple[web.Request,
     await site.start()
     host, port = runner.addresses[0][:2]
     try:
-        async with aiohttp.ClientSession() as http:
+        http = UpstreamClient()
+        try:
             await provider.chat(http, upstream_for(f"http://{host}:{port}"), {"messages": HELLO})
+        finally:
+            await http.close()
     finally:
         await runner.cleanup()
     return received[0]

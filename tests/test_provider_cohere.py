@@ -1,4 +1,4 @@
-"""CohereProvider against the simulator over a real aiohttp session: OpenAI shapes in, Cohere
+"""CohereProvider against the simulator over the real upstream client: OpenAI shapes in, Cohere
 v2 on the wire, OpenAI shapes out, and vendor failures as typed `UpstreamError`s."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import json
 import struct
 from typing import Any, TypeVar
 
-import aiohttp
 import pytest
 
 from capstan.gateway.providers.base import (
@@ -19,6 +18,7 @@ from capstan.gateway.providers.base import (
     UpstreamError,
 )
 from capstan.gateway.providers.cohere import CohereProvider
+from capstan.gateway.upstream_client import UpstreamClient
 from capstan.testing.simulator.cohere_wire import PROMPT_TEMPLATE_TOKENS
 from capstan.testing.simulator.state import Faults, SimulatorState
 from capstan.testing.simulator.text import count_tokens
@@ -61,7 +61,7 @@ def chat(upstream: Upstream, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def stream(upstream: Upstream, request: dict[str, Any]) -> list[ChatChunk]:
-    async def collect(http: aiohttp.ClientSession) -> list[ChatChunk]:
+    async def collect(http: UpstreamClient) -> list[ChatChunk]:
         return [chunk async for chunk in PROVIDER.stream_chat(http, upstream, request)]
 
     return with_session(collect)

@@ -1,4 +1,4 @@
-"""GeminiProvider against the simulator's Gemini API, over a real aiohttp session."""
+"""GeminiProvider against the simulator's Gemini API, over Capstan's real upstream client."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
-import aiohttp
 import orjson
 import pytest
 
@@ -20,6 +19,7 @@ from capstan.gateway.providers.base import (
     UpstreamError,
 )
 from capstan.gateway.providers.gemini import GeminiProvider
+from capstan.gateway.upstream_client import UpstreamClient
 from capstan.testing.simulator.gemini_replies import BLOCK_TRIGGER, IMAGE_TOKENS, SAFETY_TRIGGER
 from tests.provider_session import with_session
 from tests.servers import RunningServer
@@ -69,7 +69,7 @@ def chat(upstream: Upstream, **request: Any) -> dict[str, Any]:
 
 
 def stream(upstream: Upstream, **request: Any) -> list[ChatChunk]:
-    async def collect(http: aiohttp.ClientSession) -> list[ChatChunk]:
+    async def collect(http: UpstreamClient) -> list[ChatChunk]:
         return [chunk async for chunk in PROVIDER.stream_chat(http, upstream, request)]
 
     return with_session(collect)

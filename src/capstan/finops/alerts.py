@@ -16,7 +16,7 @@ import logging
 from datetime import datetime
 from typing import NamedTuple
 
-import aiohttp
+import orjson
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -26,6 +26,7 @@ from capstan.finops.budgets import stored_scope
 from capstan.finops.guard import Crossing
 from capstan.finops.money import format_usd
 from capstan.finops.pauses import Pauses
+from capstan.gateway.upstream_client import TransportError, UpstreamClient
 from capstan.store.engine import Store
 from capstan.store.schema import Budget, BudgetAlert
 
@@ -65,7 +66,7 @@ class BudgetAlerts:
         # recorded, and posted, in the order they were crossed (50 % before 80 %).
         self._last: asyncio.Task[None] | None = None
 
-    def raise_(self, crossings: list[Crossing], at: datetime, http: aiohttp.ClientSession) -> None:
+    def raise_(self, crossings: list[Crossing], at: datetime, http: UpstreamClient) -> None:
         """Called on the event loop by the settlement that crossed the thresholds."""
         loop = asyncio.get_running_loop()
         task = loop.create_task(self._after(self._last, crossings, at, http))
@@ -78,7 +79,7 @@ class BudgetAlerts:
         previous: asyncio.Task[None] | None,
         crossings: list[Crossing],
         at: datetime,
-        http: aiohttp.ClientSession,
+        http: UpstreamClient,
     ) -> None:
         if previous is not None and not previous.done():
             await asyncio.wait({previous})  # whatever became of it
@@ -88,9 +89,7 @@ class BudgetAlerts:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _handle(
-        self, crossings: list[Crossing], at: datetime, http: aiohttp.ClientSession
-    ) -> None:
+    async def _handle(self, crossings: list[Crossing], at: datetime, http: UpstreamClient) -> None:
         for crossing in crossings:
             try:
                 recorded = await asyncio.to_thread(self._record, crossing, at)
@@ -164,7 +163,7 @@ class BudgetAlerts:
                 .values(delivered=True)
             )
 
-    async def _post(self, http: aiohttp.ClientSession, crossing: Crossing, *, paused: bool) -> bool:
+    async def _post(self, http: UpstreamClient, crossing: Crossing, *, paused: bool) -> bool:
         assert self.webhook_url is not None
         rule = crossing.rule
         text = (
@@ -186,13 +185,21 @@ class BudgetAlerts:
             "paused": paused,
         }
         try:
-            async with http.post(
-                self.webhook_url, json=body, timeout=aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT_S)
-            ) as response:
-                if response.status >= 300:
-                    log.warning("budget webhook answered %d", response.status)
-                    return False
-                return True
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            async with asyncio.timeout(WEBHOOK_TIMEOUT_S):
+                response = await http.post(
+                    self.webhook_url,
+                    headers={"content-type": "application/json"},
+                    body=orjson.dumps(body),
+                    timeout_s=WEBHOOK_TIMEOUT_S,
+                )
+                try:
+                    await response.read()
+                finally:
+                    response.close()
+            if response.status >= 300:
+                log.warning("budget webhook answered %d", response.status)
+                return False
+            return True
+        except (TransportError, TimeoutError, ValueError) as exc:
             log.warning("budget webhook failed: %s", exc)
             return False

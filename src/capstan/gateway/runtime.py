@@ -10,8 +10,6 @@ import random
 import time
 import uuid
 
-import aiohttp
-
 from capstan.clock import utcnow
 from capstan.config import Settings
 from capstan.events.pipeline import EventPipeline
@@ -34,6 +32,7 @@ from capstan.gateway.providers.base import Provider
 from capstan.gateway.providers.registry import provider_for
 from capstan.gateway.recording import CallRecord
 from capstan.gateway.routing import LatencyTracker, candidates, static_order
+from capstan.gateway.upstream_client import UpstreamClient
 from capstan.prompts.snapshot import VersionCache
 from capstan.services import Services
 from capstan.serving.runtime import ModelServer
@@ -41,7 +40,6 @@ from capstan.serving.runtime import ModelServer
 log = logging.getLogger(__name__)
 # No cap on the pool: concurrency is bounded where it means something (a deployment's
 # `max_concurrency`), and a capped connector costs about 3 % of throughput in bookkeeping.
-POOL_SIZE = 0
 RELOAD_RETRY_S = 1.0
 RECLAIM_INTERVAL_S = 5.0
 
@@ -107,7 +105,7 @@ class Gateway:
         self._reclaiming: asyncio.Task[None] | None = None
         self.rng = random.Random()  # noqa: S311 - load spreading, not security
         self._table: RoutingTable | None = None
-        self._http: aiohttp.ClientSession | None = None
+        self._http: UpstreamClient | None = None
         self._reload: asyncio.Task[None] | None = None
         # Config changes seen, and how many of them the current snapshot reflects.
         self._wanted, self._loaded = 1, 0
@@ -129,8 +127,7 @@ class Gateway:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        connector = aiohttp.TCPConnector(limit=POOL_SIZE, ttl_dns_cache=300)
-        self._http = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+        self._http = UpstreamClient()
         await self.events.start()
         await self.breakers.start()
         self._reclaiming = self.loop.create_task(self._reclaim_holds())
@@ -237,7 +234,7 @@ class Gateway:
         return self._loop
 
     @property
-    def http(self) -> aiohttp.ClientSession:
+    def http(self) -> UpstreamClient:
         assert self._http is not None, "the gateway is not started"
         return self._http
 

@@ -18,7 +18,6 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-import aiohttp
 import orjson
 
 from capstan.gateway.providers.anthropic_stream import AnthropicChunkTranslator, stream_error
@@ -46,6 +45,7 @@ from capstan.gateway.providers.http import (
     sse_events,
     upstream_post,
 )
+from capstan.gateway.upstream_client import UpstreamClient
 
 __all__ = [
     "AnthropicProvider",
@@ -77,7 +77,7 @@ class AnthropicProvider:
     """OpenAI-shaped requests to Claude models; holds no state, so one instance serves all."""
 
     async def chat(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
+        self, http: UpstreamClient, upstream: Upstream, request: ChatRequest
     ) -> ChatCompletion:
         message = await messages(http, upstream, to_messages_body(request))
         if message.get("type") != "message":
@@ -85,7 +85,7 @@ class AnthropicProvider:
         return to_chat_completion(message)
 
     async def stream_chat(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
+        self, http: UpstreamClient, upstream: Upstream, request: ChatRequest
     ) -> AsyncIterator[ChatChunk]:
         # Translate before the first await so a TranslationError is raised by the first
         # `__anext__`, before anything reaches the upstream.
@@ -97,13 +97,13 @@ class AnthropicProvider:
                     yield chunk
 
     async def embed(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: EmbeddingRequest
+        self, http: UpstreamClient, upstream: Upstream, request: EmbeddingRequest
     ) -> EmbeddingResponse:
         raise TranslationError("Anthropic has no embeddings API", param="model")
 
 
 async def messages(
-    http: aiohttp.ClientSession,
+    http: UpstreamClient,
     upstream: Upstream,
     body: dict[str, Any],
     beta: str | None = None,
@@ -121,7 +121,7 @@ async def messages(
 
 
 async def count_tokens(
-    http: aiohttp.ClientSession,
+    http: UpstreamClient,
     upstream: Upstream,
     body: dict[str, Any],
     beta: str | None = None,
@@ -137,7 +137,7 @@ async def count_tokens(
 
 
 async def stream_messages(
-    http: aiohttp.ClientSession,
+    http: UpstreamClient,
     upstream: Upstream,
     body: dict[str, Any],
     beta: str | None = None,

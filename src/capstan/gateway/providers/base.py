@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-import aiohttp
+from capstan.gateway.upstream_client import UpstreamClient
 
 ChatRequest = dict[str, Any]
 ChatCompletion = dict[str, Any]
@@ -111,13 +111,13 @@ class Provider(Protocol):
     """One wire format. Implementations hold no per-call state and may be shared by all calls."""
 
     async def chat(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
+        self, http: UpstreamClient, upstream: Upstream, request: ChatRequest
     ) -> ChatCompletion: ...
 
     def stream_chat(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
+        self, http: UpstreamClient, upstream: Upstream, request: ChatRequest
     ) -> AsyncIterator[ChatChunk]: ...
 
     async def embed(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: EmbeddingRequest
+        self, http: UpstreamClient, upstream: Upstream, request: EmbeddingRequest
     ) -> EmbeddingResponse: ...

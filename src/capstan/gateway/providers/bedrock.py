@@ -1,7 +1,7 @@
 """AWS Bedrock through the Converse API (chat) and InvokeModel (Titan text embeddings).
 
-Requests are signed with botocore's own SigV4 signer and sent with the gateway's aiohttp
-session, so Bedrock shares the keep-alive pools and failure mapping of every other adapter
+Requests are signed with botocore's own SigV4 signer and sent with the gateway's upstream
+client, so Bedrock shares the keep-alive pools and failure mapping of every other adapter
 without pulling boto3's synchronous HTTP stack into the data plane. Streams are decoded with
 botocore's `EventStreamBuffer`, the parser the AWS SDK itself uses, so lengths and CRCs are
 checked exactly as boto3 checks them.
@@ -20,7 +20,6 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 import yarl
 
@@ -51,6 +50,7 @@ from capstan.gateway.providers.http import (
 )
 from capstan.gateway.providers.openai_request import embedding_encoding, embedding_texts
 from capstan.gateway.providers.openai_shapes import embedding_list
+from capstan.gateway.upstream_client import UpstreamClient, UpstreamResponse
 
 __all__ = ["BedrockProvider", "bedrock_url", "signed_headers"]
 
@@ -73,7 +73,7 @@ class BedrockProvider:
     """The Bedrock Runtime adapter; holds no per-call state."""
 
     async def chat(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
+        self, http: UpstreamClient, upstream: Upstream, request: ChatRequest
     ) -> ChatCompletion:
         body = orjson.dumps(to_converse(request))
         async with _post(http, upstream, "converse", body, accept="application/json") as response:
@@ -84,7 +84,7 @@ class BedrockProvider:
             raise _unexpected_shape() from exc
 
     async def stream_chat(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
+        self, http: UpstreamClient, upstream: Upstream, request: ChatRequest
     ) -> AsyncIterator[ChatChunk]:
         body = orjson.dumps(to_converse(request))
         translator = ConverseStreamTranslator(request.get("model") or upstream.model)
@@ -92,7 +92,7 @@ class BedrockProvider:
 
         buffer = EventStreamBuffer()
         async with _post(http, upstream, "converse-stream", body, accept=EVENTSTREAM) as response:
-            async for data in response.content.iter_any():
+            async for data in response.chunks():
                 buffer.add_data(data)
                 for event_type, event in _events(buffer):
                     try:
@@ -107,7 +107,7 @@ class BedrockProvider:
             )
 
     async def embed(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: EmbeddingRequest
+        self, http: UpstreamClient, upstream: Upstream, request: EmbeddingRequest
     ) -> EmbeddingResponse:
         """Titan text embeddings through InvokeModel, one call per input text (Titan takes one),
         at most `EMBED_CONCURRENCY` at a time."""
@@ -145,7 +145,7 @@ class BedrockProvider:
         )
 
     async def _invoke(
-        self, http: aiohttp.ClientSession, upstream: Upstream, payload: dict[str, Any]
+        self, http: UpstreamClient, upstream: Upstream, payload: dict[str, Any]
     ) -> dict[str, Any]:
         body = orjson.dumps(payload)
         async with _post(http, upstream, "invoke", body, accept="application/json") as response:
@@ -157,8 +157,8 @@ class BedrockProvider:
 
 
 def _post(
-    http: aiohttp.ClientSession, upstream: Upstream, operation: str, body: bytes, *, accept: str
-) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+    http: UpstreamClient, upstream: Upstream, operation: str, body: bytes, *, accept: str
+) -> AbstractAsyncContextManager[UpstreamResponse]:
     """Sign and send one call."""
     url = bedrock_url(upstream, operation)
     headers = signed_headers(upstream, url, body, accept=accept)
@@ -167,8 +167,8 @@ def _post(
 
 def bedrock_url(upstream: Upstream, operation: str) -> str:
     """`{base}/model/{modelId}/{operation}`, the model id fully percent-encoded (ARNs hold `:`
-    and `/`), normalised as aiohttp will send it: yarl decodes `%3A` back to `:`, and the
-    signature must cover the path that goes on the wire."""
+    and `/`), normalised as yarl normalises it (`%3A` back to `:`, the form AWS's SDKs send); the
+    upstream client sends it as it is, and the signature covers exactly that path."""
     base = upstream.base_url.rstrip("/") or (
         f"https://bedrock-runtime.{region_of(upstream)}.amazonaws.com"
     )

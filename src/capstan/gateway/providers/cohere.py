@@ -17,7 +17,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from capstan.gateway.providers.base import (
@@ -42,6 +41,7 @@ from capstan.gateway.providers.http import (
 )
 from capstan.gateway.providers.openai_request import embedding_encoding, embedding_texts
 from capstan.gateway.providers.openai_shapes import embedding_list
+from capstan.gateway.upstream_client import UpstreamClient
 
 __all__ = ["CohereProvider", "embedding_response"]
 
@@ -53,7 +53,7 @@ class CohereProvider:
     """Cohere API v2. `base_url` is the API root, such as https://api.cohere.com."""
 
     async def chat(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
+        self, http: UpstreamClient, upstream: Upstream, request: ChatRequest
     ) -> ChatCompletion:
         data = await post_json(
             http,
@@ -65,7 +65,7 @@ class CohereProvider:
         return completion_from_cohere(data, upstream.model)
 
     async def stream_chat(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
+        self, http: UpstreamClient, upstream: Upstream, request: ChatRequest
     ) -> AsyncIterator[ChatChunk]:
         body = chat_body(upstream.model, request)
         body["stream"] = True
@@ -92,7 +92,7 @@ class CohereProvider:
             )
 
     async def embed(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: EmbeddingRequest
+        self, http: UpstreamClient, upstream: Upstream, request: EmbeddingRequest
     ) -> EmbeddingResponse:
         texts = embedding_texts(request, "Cohere")
         encoding = embedding_encoding(request)

@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from capstan.gateway.providers.base import (
@@ -40,6 +39,7 @@ from capstan.gateway.providers.http import (
     sse_events,
     upstream_post,
 )
+from capstan.gateway.upstream_client import UpstreamClient
 
 __all__ = ["GeminiProvider"]
 
@@ -50,7 +50,7 @@ class GeminiProvider:
     """Gemini behind the OpenAI-shaped `Provider` interface; holds no per-call state."""
 
     async def chat(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
+        self, http: UpstreamClient, upstream: Upstream, request: ChatRequest
     ) -> ChatCompletion:
         answer = await _post_json(
             http, upstream, "generateContent", gemini_request(request, upstream.model)
@@ -58,7 +58,7 @@ class GeminiProvider:
         return completion(answer, model=upstream.model, created=int(time.time()))
 
     def stream_chat(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
+        self, http: UpstreamClient, upstream: Upstream, request: ChatRequest
     ) -> AsyncIterator[ChatChunk]:
         # Translated here, not in the generator, so an untranslatable request fails at the
         # call, before the gateway has started a streamed response to its client.
@@ -66,7 +66,7 @@ class GeminiProvider:
         return self._stream(http, upstream, body)
 
     async def _stream(
-        self, http: aiohttp.ClientSession, upstream: Upstream, body: dict[str, Any]
+        self, http: UpstreamClient, upstream: Upstream, body: dict[str, Any]
     ) -> AsyncIterator[ChatChunk]:
         translator = StreamTranslator(upstream.model, int(time.time()))
         async with upstream_post(
@@ -83,7 +83,7 @@ class GeminiProvider:
         yield translator.usage_chunk()
 
     async def embed(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: EmbeddingRequest
+        self, http: UpstreamClient, upstream: Upstream, request: EmbeddingRequest
     ) -> EmbeddingResponse:
         texts, body = gemini_embed_request(request, _model_name(upstream.model))
         answer = await _post_json(http, upstream, "batchEmbedContents", body)
@@ -113,7 +113,7 @@ def headers(upstream: Upstream) -> dict[str, str]:
 
 
 async def _post_json(
-    http: aiohttp.ClientSession, upstream: Upstream, method: str, body: dict[str, Any]
+    http: UpstreamClient, upstream: Upstream, method: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     return await post_json(
         http,

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
-from functools import cache
 from typing import Any
 
-import aiohttp
 import orjson
 
 from capstan.gateway.providers.base import FailureKind, Upstream, UpstreamError, WireJSON
+from capstan.gateway.upstream_client import TransportError, UpstreamClient, UpstreamResponse
 
 _CONTEXT_HINTS = (
     "context length",
@@ -117,37 +116,32 @@ def upstream_error(status: int, body: bytes, headers: Mapping[str, str]) -> Upst
 ErrorReader = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
 
 
-@cache
-def _read_timeout(read_s: float) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read_s)
-
-
 @asynccontextmanager
 async def upstream_post(
-    http: aiohttp.ClientSession,
+    http: UpstreamClient,
     url: str,
     *,
     headers: Mapping[str, str],
     body: bytes,
     timeout_s: float,
     read_error: ErrorReader = upstream_error,
-) -> AsyncIterator[aiohttp.ClientResponse]:
-    """POST to the vendor; failures before a 2xx become `UpstreamError` (by `read_error`)."""
+) -> AsyncIterator[UpstreamResponse]:
+    """POST to the vendor; failures before a 2xx become `UpstreamError` (by `read_error`), and
+    so do transport failures while the body is read. The response is closed on the way out
+    (its connection kept for reuse when the body was read to its end)."""
+    response = await _send(http, url, headers, body, timeout_s)
     try:
-        async with http.post(
-            url, data=body, headers=headers, timeout=_read_timeout(timeout_s)
-        ) as response:
-            if response.status >= 400:
-                raise read_error(response.status, await response.read(), response.headers)
-            yield response
-    except UpstreamError:
-        raise
-    except (TimeoutError, aiohttp.ClientError) as exc:
+        if response.status >= 400:
+            raise read_error(response.status, await response.read(), response.headers)
+        yield response
+    except (TimeoutError, TransportError) as exc:
         raise _transport_failure(exc) from exc
+    finally:
+        response.close()
 
 
 async def post_json(
-    http: aiohttp.ClientSession,
+    http: UpstreamClient,
     url: str,
     *,
     headers: Mapping[str, str],
@@ -158,21 +152,31 @@ async def post_json(
     """POST `payload` as JSON (`headers` carry the content type) and return the JSON object
     the vendor answered, with its bytes (`WireJSON`). What `upstream_post` does, without its
     context-manager frames: most model calls come through here."""
+    response = await _send(http, url, headers, orjson.dumps(payload), timeout_s)
     try:
-        async with http.post(
-            url, data=orjson.dumps(payload), headers=headers, timeout=_read_timeout(timeout_s)
-        ) as response:
-            raw = await response.read()
-            if response.status >= 400:
-                raise read_error(response.status, raw, response.headers)
-    except UpstreamError:
-        raise
-    except (TimeoutError, aiohttp.ClientError) as exc:
+        raw = await response.read()
+    except (TimeoutError, TransportError) as exc:
         raise _transport_failure(exc) from exc
+    finally:
+        response.close()
+    if response.status >= 400:
+        raise read_error(response.status, raw, response.headers)
     return WireJSON(json_object(raw), raw)
 
 
-def _transport_failure(exc: TimeoutError | aiohttp.ClientError) -> UpstreamError:
+async def _send(
+    http: UpstreamClient, url: str, headers: Mapping[str, str], body: bytes, timeout_s: float
+) -> UpstreamResponse:
+    try:
+        return await http.post(url, headers=headers, body=body, timeout_s=timeout_s)
+    except (TimeoutError, TransportError) as exc:
+        raise _transport_failure(exc) from exc
+    except ValueError as exc:  # a URL or header that cannot go on the wire
+        raise UpstreamError(FailureKind.INVALID_REQUEST, str(exc)) from exc
+
+
+def _transport_failure(exc: TimeoutError | TransportError) -> UpstreamError:
+    """Never the exception's text: it names hosts and ports of the vendor's network."""
     if isinstance(exc, TimeoutError):
         return UpstreamError(FailureKind.TIMEOUT, "the upstream did not answer in time")
     return UpstreamError(
@@ -194,19 +198,18 @@ def json_object(
     return data
 
 
-async def read_rest(response: aiohttp.ClientResponse) -> None:
+async def read_rest(response: UpstreamResponse) -> None:
     """Read what is left of a stream after its last event, so the connection goes back to the
     pool instead of being closed; nothing is lost if that fails, so a failure is ignored."""
-    with suppress(aiohttp.ClientError, TimeoutError):
-        while await response.content.readany():
-            pass
+    with suppress(TransportError, TimeoutError):
+        await response.read()
 
 
-async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str | None, str]]:
+async def sse_events(response: UpstreamResponse) -> AsyncIterator[tuple[str | None, str]]:
     """Server-sent events as (event name or None, data), per the WHATWG framing rules."""
     event: str | None = None
     data: list[str] = []
-    async for raw_line in response.content:
+    async for raw_line in response.lines():
         line = raw_line.decode("utf-8").rstrip("\r\n")
         if not line:
             if data:

@@ -13,8 +13,6 @@ import base64
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from capstan.gateway.providers.base import (
     ChatChunk,
     ChatCompletion,
@@ -24,6 +22,7 @@ from capstan.gateway.providers.base import (
     TranslationError,
     Upstream,
 )
+from capstan.gateway.upstream_client import UpstreamClient
 
 if TYPE_CHECKING:
     from capstan.serving.minilm import MiniLM
@@ -37,17 +36,17 @@ class LocalProvider:
         self._loading: asyncio.Lock | None = None
 
     async def chat(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
+        self, http: UpstreamClient, upstream: Upstream, request: ChatRequest
     ) -> ChatCompletion:
         raise TranslationError("the local provider serves embeddings only", param="model")
 
     def stream_chat(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
+        self, http: UpstreamClient, upstream: Upstream, request: ChatRequest
     ) -> AsyncIterator[ChatChunk]:
         raise TranslationError("the local provider serves embeddings only", param="model")
 
     async def embed(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: EmbeddingRequest
+        self, http: UpstreamClient, upstream: Upstream, request: EmbeddingRequest
     ) -> EmbeddingResponse:
         from capstan.serving.minilm import MODEL_ID
 

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 
 from capstan.gateway.providers.base import (
@@ -38,6 +37,7 @@ from capstan.gateway.providers.http import (
     upstream_post,
 )
 from capstan.gateway.providers.openai_shapes import token_usage, usage_chunk
+from capstan.gateway.upstream_client import UpstreamClient
 
 AZURE_DEFAULT_API_VERSION = "2024-10-21"
 
@@ -71,7 +71,7 @@ def _body(upstream: Upstream, request: dict[str, Any]) -> dict[str, Any]:
 
 class OpenAICompatProvider:
     def chat(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
+        self, http: UpstreamClient, upstream: Upstream, request: ChatRequest
     ) -> Coroutine[Any, Any, ChatCompletion]:
         """`post_json`'s coroutine itself, not one wrapping it: one frame less between the
         task and the socket on the path most calls take."""
@@ -87,7 +87,7 @@ class OpenAICompatProvider:
         )
 
     async def stream_chat(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: ChatRequest
+        self, http: UpstreamClient, upstream: Upstream, request: ChatRequest
     ) -> AsyncIterator[ChatChunk]:
         body = _body(upstream, request)
         body["stream"] = True
@@ -128,7 +128,7 @@ class OpenAICompatProvider:
         )
 
     async def embed(
-        self, http: aiohttp.ClientSession, upstream: Upstream, request: EmbeddingRequest
+        self, http: UpstreamClient, upstream: Upstream, request: EmbeddingRequest
     ) -> EmbeddingResponse:
         return await post_json(
             http,
