@@ -2,9 +2,11 @@
 
 Connections are opened on demand (no limit: the gateway's per-deployment concurrency limits
 bound them), kept after a complete response when the vendor allows it, reused newest first,
-and dropped after `idle_ttl_s` unused. A kept-alive connection the vendor closed just as a
-request went out is retried once on a fresh one (it never saw the request), which is what
-browsers and Go's client do.
+and dropped after `idle_ttl_s` unused. A request on a kept-alive connection that closed before a
+byte of the answer came is sent once more on a fresh connection: almost always the vendor had
+closed the idle connection as the request went out, and never saw it. The attempt machinery
+would retry a lost connection anyway (it is transient); doing it here spares that retry its
+backoff, and the deployment's breaker a failure that says nothing about the vendor's health.
 """
 
 from __future__ import annotations

@@ -115,6 +115,9 @@ class Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def data_received(self, data: bytes) -> None:
+        if self._ready is None and self._response is None:
+            self.abort()  # bytes nobody asked for: the connection cannot be trusted any more
+            return
         self._last_read = self._loop.time()
         self._received = True
         try:
@@ -154,6 +157,9 @@ class Connection(asyncio.Protocol):
         self._fields.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self._ready is None:  # a second answer to one request
+            self.abort()
+            return
         status = self._parser.get_status_code()
         if status < 200:  # 1xx: an interim answer, the real one follows
             self._informational = True
@@ -215,7 +221,8 @@ class Connection(asyncio.Protocol):
         if now < due:
             self._timer = self._loop.call_at(max(due, now + 0.001), self._check_timeout)
             return
-        pass
+        self._fail(UpstreamTimeout(f"the upstream sent nothing for {self._timeout_s:g} s"))
+        self.abort()
 
     def _stop_timer(self) -> None:
         timer = self._timer

@@ -81,9 +81,10 @@ class UpstreamResponse:
             try:
                 data = self._decoder.decompress(data)
             except zlib.error as exc:
+                connection = self._connection  # `finish` forgets it
                 self.finish(ProtocolError(f"the upstream's compressed body is corrupt: {exc}"))
-                if self._connection is not None:
-                    self._connection.abort()
+                if connection is not None:
+                    connection.abort()
                 return
         if data:
             self._chunks.append(data)
