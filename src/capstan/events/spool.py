@@ -38,6 +38,7 @@ SUFFIX = ".jsonl"
 REJECTED = "rejected"
 STARTING = ".starting-"
 _REOPEN_AFTER_S = 1.0
+_NEWLINE = ord("\n")
 _SEGMENT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 
 
@@ -242,12 +243,21 @@ def sync_and_close(fds: list[int]) -> None:
             os.close(fd)
 
 
-def read_lines(path: Path) -> list[bytes]:
-    """A segment's lines as written (empty if another adopter already removed it)."""
+def read_bytes(path: Path) -> bytes:
+    """A segment as written (empty if another adopter already removed it)."""
     try:
-        return path.read_bytes().split(b"\n")
+        return path.read_bytes()
     except FileNotFoundError:
-        return []
+        return b""
+
+
+def count_lines(content: bytes) -> int:
+    """The events in a segment whose every line is whole (blank lines at its end ignored);
+    counted in place, since a copy of a segment holds the GIL for as long as it takes."""
+    end = len(content)
+    while end and content[end - 1] == _NEWLINE:
+        end -= 1
+    return content.count(b"\n", 0, end) + 1 if end else 0
 
 
 def read_segment(path: Path) -> tuple[list[dict[str, Any]], int]:
@@ -256,7 +266,7 @@ def read_segment(path: Path) -> tuple[list[dict[str, Any]], int]:
     counted too. A segment another adopter already finished and removed reads as empty."""
     events: list[dict[str, Any]] = []
     corrupt = 0
-    for line in read_lines(path):
+    for line in read_bytes(path).split(b"\n"):
         if not line:
             continue
         try:

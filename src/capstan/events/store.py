@@ -30,7 +30,6 @@ PARTITION_SCHEMA = "request_event_partitions"
 DEFAULT_PARTITION = "request_events_default"
 # Any fixed 64-bit key: only `ensure_partitions` callers contend for it.
 _PARTITION_LOCK_KEY = 0x43415053_54414E01
-SQLITE_DOCUMENT_LINES = 1000
 
 _TABLE = cast(Table, RequestEvent.__table__)
 _COLUMNS: tuple[str, ...] = tuple(column.name for column in _TABLE.columns)
@@ -104,10 +103,16 @@ def _sqlite_value(name: str) -> str:
 # building 25 bound parameters per row, which would hold it against the event loop.
 # The row count is of the rows that were new, so counts exclude replayed duplicates (and no
 # row comes back to Python to be counted).
-_SQLITE_INSERT = text(
+_SQLITE_SELECT = (
     f"INSERT INTO request_events ({', '.join(_COLUMNS)}) "  # noqa: S608 - model's columns
-    f"SELECT {', '.join(_sqlite_value(c) for c in _COLUMNS)} FROM json_each(:rows) WHERE true "
-    "ON CONFLICT DO NOTHING"
+    f"SELECT {', '.join(_sqlite_value(c) for c in _COLUMNS)} FROM json_each"
+)
+_SQLITE_INSERT = text(f"{_SQLITE_SELECT}(:rows) WHERE true ON CONFLICT DO NOTHING")
+# A spool segment as it lies on disk (one event's JSON per line) becomes that array inside
+# SQLite too: newlines to commas, brackets around. Python only hands the file's bytes over.
+_SQLITE_INSERT_SEGMENT = text(
+    f"{_SQLITE_SELECT}('[' || rtrim(replace(CAST(:segment AS TEXT), char(10), ','), ',') || ']') "
+    "WHERE true ON CONFLICT DO NOTHING"
 )
 # On PostgreSQL the whole batch travels as one JSON document and the server unpacks it: several
 # times faster than a 25-column multi-row VALUES, and far less Python work in the gateway
@@ -138,20 +143,17 @@ def insert_events(store: Store, events: list[dict[str, Any]]) -> int:
         return _inserted(session.execute(_SQLITE_INSERT, {"rows": document}))
 
 
-def insert_json_lines(store: Store, lines: list[bytes]) -> int:
-    """SQLite: insert spooled lines (each one event's JSON) without parsing them in Python.
-    The gateway writes `created_at` in UTC, which is all `_check_sqlite_event` would check; a
-    line SQLite cannot read fails the whole batch, and the caller takes the careful path."""
-    if not lines:
-        return 0
+def insert_segments(store: Store, segments: list[bytes]) -> int:
+    """SQLite: insert spool segments, each the bytes of a file of JSON lines, without reading
+    them in Python (which would hold the GIL, and so the event loop, for a millisecond per
+    thousand events). The gateway writes `created_at` in UTC, which is all
+    `_check_sqlite_event` would check; a line SQLite cannot read fails the whole call, and the
+    caller takes the careful path."""
     new = 0
     with store.write() as session:
-        # Documents of at most 1,000 events: SQLite parses each one whole, and an adopted
-        # spool can hand over several thousand lines at once.
-        for start in range(0, len(lines), SQLITE_DOCUMENT_LINES):
-            chunk = lines[start : start + SQLITE_DOCUMENT_LINES]
-            document = (b"[" + b",".join(chunk) + b"]").decode()
-            new += _inserted(session.execute(_SQLITE_INSERT, {"rows": document}))
+        for segment in segments:
+            if segment:
+                new += _inserted(session.execute(_SQLITE_INSERT_SEGMENT, {"segment": segment}))
     return new
 
 
