@@ -8,24 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import ipaddress
 import os
 import re
 import socket
 import ssl
 import zlib
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvloop
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-from cryptography.x509.oid import NameOID
 
 from capstan.gateway.upstream_client import (
     ConnectError,
@@ -36,6 +29,7 @@ from capstan.gateway.upstream_client import (
     UpstreamTimeout,
 )
 from capstan.gateway.upstream_client.client import target_of
+from tests.certificates import Certificate, self_signed
 
 Reader = asyncio.StreamReader
 Writer = asyncio.StreamWriter
@@ -514,43 +508,16 @@ def test_a_large_body_is_read_whole(loop: Loop) -> None:
 
 
 @pytest.fixture
-def certificate(tmp_path: Path) -> tuple[str, ssl.SSLContext]:
-    """A self-signed certificate for 127.0.0.1 (PEM) and a server context that presents it."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    pem = cert.public_bytes(Encoding.PEM).decode()
-    (tmp_path / "cert.pem").write_text(pem)
-    (tmp_path / "key.pem").write_bytes(
-        key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    )
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    return pem, server_context
+def certificate(tmp_path: Path) -> Certificate:
+    return self_signed(tmp_path)
 
 
 def test_https_works_with_a_context_that_trusts_the_certificate(
-    loop: Loop, certificate: tuple[str, ssl.SSLContext]
+    loop: Loop, certificate: Certificate
 ) -> None:
-    pem, server_context = certificate
-    trusting = ssl.create_default_context(cadata=pem)
+    server_tls, client_tls = certificate.server_context(), certificate.trusting_context()
 
-    @serving(loop, keep_answering, server_tls=server_context, client_tls=trusting)
+    @serving(loop, keep_answering, server_tls=server_tls, client_tls=client_tls)
     async def scenario(server: Server, client: UpstreamClient) -> None:
         assert server.url().startswith("https://")
         assert await fetch(client, server.url()) == b"ok"
@@ -559,9 +526,9 @@ def test_https_works_with_a_context_that_trusts_the_certificate(
 
 
 def test_https_to_an_untrusted_certificate_is_a_connect_error(
-    loop: Loop, certificate: tuple[str, ssl.SSLContext]
+    loop: Loop, certificate: Certificate
 ) -> None:
-    @serving(loop, keep_answering, server_tls=certificate[1])
+    @serving(loop, keep_answering, server_tls=certificate.server_context())
     async def scenario(server: Server, client: UpstreamClient) -> None:
         with pytest.raises(ConnectError):
             await post(client, server.url())
