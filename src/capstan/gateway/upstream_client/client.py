@@ -12,11 +12,14 @@ backoff, and the deployment's breaker a failure that says nothing about the vend
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import quote, urlsplit
+
+import aiohappyeyeballs
 
 from capstan.gateway.upstream_client.connection import Connection
 from capstan.gateway.upstream_client.errors import ConnectError, ConnectionLost, UpstreamTimeout
@@ -24,6 +27,7 @@ from capstan.gateway.upstream_client.response import UpstreamResponse
 
 USER_AGENT = "capstan"
 ACCEPT_ENCODING = "gzip, deflate"
+HAPPY_EYEBALLS_DELAY_S = 0.25  # RFC 8305's recommended connection attempt delay
 # What `quote` leaves alone in a request target: RFC 3986's reserved and unreserved characters
 # and `%` (a target the adapter already percent-encoded stays as it is).
 _TARGET_SAFE = "!#$%&'()*+,/:;=?@[]~"
@@ -104,17 +108,29 @@ class Origin:
         return None
 
     async def connect(self, timeout_s: float) -> Connection:
+        """A new connection; where the name has IPv6 and IPv4 addresses, attempts to each start
+        `HAPPY_EYEBALLS_DELAY_S` apart (RFC 8305), so a network that drops IPv6 costs a quarter
+        second, not the whole connect timeout. (uvloop's `create_connection` has no such
+        option, hence the socket connected first and handed over.)"""
         loop = self._loop
         where = f"{self._host}:{self._port}"
         try:
             async with asyncio.timeout(timeout_s):
-                _, connection = await loop.create_connection(
-                    lambda: Connection(loop, self),
-                    self._host,
-                    self._port,
-                    ssl=self._tls,
-                    server_hostname=self._host if self._tls is not None else None,
+                addresses = await loop.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
+                sock = await aiohappyeyeballs.start_connection(
+                    addresses, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY_S, interleave=1, loop=loop
                 )
+                try:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    _, connection = await loop.create_connection(
+                        lambda: Connection(loop, self),
+                        sock=sock,
+                        ssl=self._tls,
+                        server_hostname=self._host if self._tls is not None else None,
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
         except TimeoutError as exc:
             raise UpstreamTimeout(f"could not connect to {where} within {timeout_s:g} s") from exc
         except OSError as exc:  # ssl.SSLError and socket.gaierror are OSErrors
