@@ -37,9 +37,7 @@ _TARGET_SAFE = "!#$%&'()*+,/:;=?@[]~"
 class Target:
     """Where a URL's requests go: the origin's pool key and the request line with its host."""
 
-    scheme: str
-    host: str
-    port: int
+    origin: tuple[str, str, int]  # scheme, host, port: the pool it draws from
     head: str  # "POST <target> HTTP/1.1\r\nhost: <host>\r\n"
 
 
@@ -56,7 +54,8 @@ def target_of(url: str) -> Target:
     target = quote(parts.path or "/", safe=_TARGET_SAFE)
     if parts.query:
         target += "?" + quote(parts.query, safe=_TARGET_SAFE)
-    return Target(parts.scheme, parts.hostname, port, f"POST {target} HTTP/1.1\r\nhost: {host}\r\n")
+    origin = (parts.scheme, parts.hostname, port)
+    return Target(origin, f"POST {target} HTTP/1.1\r\nhost: {host}\r\n")
 
 
 def request_bytes(target: Target, headers: Mapping[str, str], body: bytes) -> bytes:
@@ -88,7 +87,7 @@ class Origin:
         max_idle: int,
     ) -> None:
         self._loop = loop
-        self._host, self._port = target.host, target.port
+        _, self._host, self._port = target.origin
         self._tls = tls
         self._idle_ttl_s = idle_ttl_s
         self._max_idle = max_idle
@@ -184,7 +183,7 @@ class UpstreamClient:
         and ValueError for a URL or header that cannot be sent."""
         target = target_of(url)
         request = request_bytes(target, headers, body)
-        origin = self._origins.get((target.scheme, target.host, target.port))
+        origin = self._origins.get(target.origin)
         if origin is None:
             origin = self._origin(target)
         connection = origin.idle_connection()
@@ -205,12 +204,12 @@ class UpstreamClient:
 
     def _origin(self, target: Target) -> Origin:
         tls = None
-        if target.scheme == "https":
+        if target.origin[0] == "https":
             tls = self._tls or _default_tls()
         origin = Origin(
             self._loop, target, tls, idle_ttl_s=self._idle_ttl_s, max_idle=self._max_idle
         )
-        self._origins[(target.scheme, target.host, target.port)] = origin
+        self._origins[target.origin] = origin
         return origin
 
     async def close(self) -> None:

@@ -24,12 +24,18 @@ if TYPE_CHECKING:
     from capstan.gateway.upstream_client.client import Origin
 
 
+# content-length, content-encoding, transfer-encoding
+_FRAMING_NAME_LENGTHS = frozenset({14, 16, 17})
+
+
 class Connection(asyncio.Protocol):
     """An `asyncio.Protocol` that its `Origin` hands out for one exchange at a time."""
 
     __slots__ = (
         "_closed",
+        "_encoding",
         "_fields",
+        "_framed",
         "_informational",
         "_last_read",
         "_loop",
@@ -53,6 +59,10 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._fields: list[tuple[bytes, bytes]] = []
+        self._encoding: bytes | None = None  # the response's content-encoding, as sent
+        self._framed = (
+            False  # a content-length or chunked: the body does not end with the connection
+        )
         self._ready: asyncio.Future[UpstreamResponse] | None = None
         self._response: UpstreamResponse | None = None
         self._received = False
@@ -152,9 +162,24 @@ class Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._fields = []
+        self._encoding = None
+        self._framed = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        """Kept as they came (the response decodes them only if someone looks); the three
+        fields the body's framing and coding depend on are picked out here, by their length
+        first: a vendor's answer carries twenty-odd fields, and decoding them all on every
+        call cost about 9 µs."""
         self._fields.append((name, value))
+        if len(name) in _FRAMING_NAME_LENGTHS:
+            lowered = name.lower()
+            if lowered == b"content-encoding":
+                encoding = self._encoding
+                self._encoding = value if encoding is None else encoding + b", " + value
+            elif lowered == b"content-length" or (
+                lowered == b"transfer-encoding" and b"chunked" in value.lower()
+            ):
+                self._framed = True
 
     def on_headers_complete(self) -> None:
         if self._ready is None:  # a second answer to one request
@@ -164,22 +189,15 @@ class Connection(asyncio.Protocol):
         if status < 200:  # 1xx: an interim answer, the real one follows
             self._informational = True
             return
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in self._fields:
-            name = raw_name.decode("latin-1").lower()
-            value = raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        encoding = self._encoding
         try:
-            decoder = body_decoder(headers.get("content-encoding"))
+            decoder = body_decoder(None if encoding is None else encoding.decode("latin-1"))
         except ProtocolError as exc:
             self._fail(exc)
             self.abort()
             return
-        self._until_close = (
-            "content-length" not in headers
-            and "chunked" not in headers.get("transfer-encoding", "").lower()
-        )
-        response = UpstreamResponse(status, headers, self, self._loop, decoder)
+        self._until_close = not self._framed
+        response = UpstreamResponse(status, self._fields, self, self._loop, decoder)
         self._response = response
         ready = self._ready
         self._ready = None

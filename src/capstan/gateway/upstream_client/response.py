@@ -47,23 +47,25 @@ class UpstreamResponse:
         "_connection",
         "_decoder",
         "_error",
+        "_fields",
+        "_headers",
         "_loop",
         "_waiter",
         "_whole",
-        "headers",
         "status",
     )
 
     def __init__(
         self,
         status: int,
-        headers: dict[str, str],
+        fields: list[tuple[bytes, bytes]],
         connection: Connection,
         loop: asyncio.AbstractEventLoop,
         decoder: zlib._Decompress | None,
     ) -> None:
         self.status = status
-        self.headers = headers
+        self._fields = fields
+        self._headers: dict[str, str] | None = None
         self._connection: Connection | None = connection
         self._loop = loop
         self._decoder = decoder
@@ -177,8 +179,16 @@ class UpstreamResponse:
             connection.abort()
 
     @property
-    def complete(self) -> bool:
-        return self._complete
+    def headers(self) -> dict[str, str]:
+        """Built on first use: most answers are read without a look at their headers."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = {}
+            for raw_name, raw_value in self._fields:
+                name = raw_name.decode("latin-1").lower()
+                value = raw_value.decode("latin-1")
+                headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        return headers
 
     async def _wait(self) -> None:
         waiter = self._loop.create_future()
