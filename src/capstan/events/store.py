@@ -103,15 +103,16 @@ def _sqlite_value(name: str) -> str:
 # building 25 bound parameters per row, which would hold it against the event loop.
 # The row count is of the rows that were new, so counts exclude replayed duplicates (and no
 # row comes back to Python to be counted).
-_SQLITE_SELECT = (
+_SQLITE_INSERT_FROM = (
     f"INSERT INTO request_events ({', '.join(_COLUMNS)}) "  # noqa: S608 - model's columns
     f"SELECT {', '.join(_sqlite_value(c) for c in _COLUMNS)} FROM json_each"
 )
-_SQLITE_INSERT = text(f"{_SQLITE_SELECT}(:rows) WHERE true ON CONFLICT DO NOTHING")
+_SQLITE_INSERT = text(f"{_SQLITE_INSERT_FROM}(:rows) WHERE true ON CONFLICT DO NOTHING")
 # A spool segment as it lies on disk (one event's JSON per line) becomes that array inside
 # SQLite too: newlines to commas, brackets around. Python only hands the file's bytes over.
 _SQLITE_INSERT_SEGMENT = text(
-    f"{_SQLITE_SELECT}('[' || rtrim(replace(CAST(:segment AS TEXT), char(10), ','), ',') || ']') "
+    f"{_SQLITE_INSERT_FROM}"
+    "('[' || rtrim(replace(CAST(:segment AS TEXT), char(10), ','), ',') || ']') "
     "WHERE true ON CONFLICT DO NOTHING"
 )
 # On PostgreSQL the whole batch travels as one JSON document and the server unpacks it: several
